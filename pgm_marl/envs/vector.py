@@ -1,0 +1,124 @@
+"""K synchronous copies of a PettingZoo parallel env, returning torch tensors.
+
+Observations are a **list of per-agent tensors** ``obs[i]: [K, obs_dims[i]]`` in
+``spec.agents`` order; sizes differ between agents (speaker 3, listener 11), so nothing
+is padded. ``VectorEnv.state(obs)`` concatenates them into the global state ``[K, sum(obs_dims)]``.
+
+Seeding: copy ``k`` is reset with ``seed + k`` at the first ``reset()``; every later reset
+(auto-reset or explicit) is unseeded and continues that copy's own RNG. Copy ``k`` therefore
+reproduces a single env doing ``reset(seed=seed + k)`` and then plain ``reset()`` per episode.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+import torch
+
+from .returns import ReturnAccumulator
+from .tasks import make_env
+
+
+class StepResult(NamedTuple):
+    obs: List[torch.Tensor]  # [K, d_i] per agent; reset observation where an episode ended
+    next_obs: List[torch.Tensor]  # [K, d_i] per agent; true final observation of the transition
+    reward: torch.Tensor  # float32 [K, n_agents]
+    terminated: torch.Tensor  # bool [K]: all agents terminated
+    truncated: torch.Tensor  # bool [K]: time limit (MPE episodes end here after max_cycles)
+    episode_return: Dict[str, torch.Tensor]  # team -> float32 [K]; NaN where no episode ended
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+class VectorEnv:
+    """``num_envs`` copies of ``make_env(task, ...)`` stepped in a Python loop (discrete actions only)."""
+
+    def __init__(self, task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,
+                 device: str | torch.device = "cpu", **env_kwargs):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        made = [make_env(task, teams=teams, max_cycles=max_cycles, **env_kwargs) for _ in range(num_envs)]
+        self.envs = [env for env, _ in made]
+        self.spec = made[0][1]
+        self.spec.require_discrete()
+        self.num_envs, self.seed, self.device = num_envs, seed, torch.device(device)
+        self._returns = ReturnAccumulator(self.spec, num_envs)
+        self._seeded = False
+
+    @property
+    def n_agents(self) -> int:
+        return self.spec.n_agents
+
+    @staticmethod
+    def state(obs: List[torch.Tensor]) -> torch.Tensor:
+        """Global state: concatenation of per-agent observations in agent order, ``[K, sum(obs_dims)]``."""
+        return torch.cat(obs, dim=-1)
+
+    def _empty(self) -> List[np.ndarray]:
+        return [np.zeros((self.num_envs, d), dtype=np.float32) for d in self.spec.obs_dims]
+
+    def _write(self, bufs: List[np.ndarray], k: int, obs: dict) -> None:
+        for i, a in enumerate(self.spec.agents):
+            if a in obs:  # agents absent from obs (left the episode) keep zeros
+                bufs[i][k] = np.asarray(obs[a], dtype=np.float32).reshape(-1)
+
+    def _tensors(self, bufs: List[np.ndarray]) -> List[torch.Tensor]:
+        return [torch.from_numpy(b).to(self.device) for b in bufs]
+
+    def _reset_one(self, k: int) -> dict:
+        seed = None if self._seeded else self.seed + k
+        obs, _ = self.envs[k].reset(seed=seed)
+        return obs
+
+    def reset(self) -> List[torch.Tensor]:
+        """Reset all copies (seeded with ``seed + k`` the first time only); return per-agent obs."""
+        bufs = self._empty()
+        for k in range(self.num_envs):
+            self._write(bufs, k, self._reset_one(k))
+        self._seeded = True
+        self._returns.reset()
+        return self._tensors(bufs)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Step every copy with ``actions: LongTensor [K, n_agents]``; auto-reset finished copies."""
+        if not self._seeded:
+            raise RuntimeError("call reset() before step()")
+        acts = torch.as_tensor(actions).detach().cpu().numpy()
+        if acts.shape != (self.num_envs, self.n_agents):
+            raise ValueError(f"actions must have shape [{self.num_envs}, {self.n_agents}], got {acts.shape}")
+        K, agents = self.num_envs, self.spec.agents
+        next_bufs = self._empty()
+        reward = np.zeros((K, self.n_agents), dtype=np.float32)
+        term = np.zeros(K, dtype=bool)
+        trunc = np.zeros(K, dtype=bool)
+        reset_obs = {}
+        for k, env in enumerate(self.envs):
+            live = set(env.agents)
+            o, r, te, tr, _ = env.step({a: int(acts[k, i]) for i, a in enumerate(agents) if a in live})
+            self._write(next_bufs, k, o)
+            reward[k] = [r.get(a, 0.0) for a in agents]
+            term[k] = bool(te) and all(te.values())
+            trunc[k] = any(tr.values())
+            if term[k] or trunc[k] or not env.agents:
+                reset_obs[k] = self._reset_one(k)
+        obs_bufs = [b.copy() for b in next_bufs] if reset_obs else next_bufs
+        for k, o in reset_obs.items():
+            self._write(obs_bufs, k, o)
+        done = torch.zeros(K, dtype=torch.bool)
+        done[list(reset_obs)] = True
+        reward_t = torch.from_numpy(reward)
+        returns = self._returns.add(reward_t, done)
+        return StepResult(
+            obs=self._tensors(obs_bufs),
+            next_obs=self._tensors(next_bufs),
+            reward=reward_t.to(self.device),
+            terminated=torch.from_numpy(term).to(self.device),
+            truncated=torch.from_numpy(trunc | (done.numpy() & ~term)).to(self.device),
+            episode_return={t: v.to(self.device) for t, v in returns.items()},
+        )
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
