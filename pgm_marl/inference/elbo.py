@@ -1,0 +1,120 @@
+r"""ELBO_i of eq. 5, built by Pyro from the per-agent model and the factorized guide.
+
+.. math::
+
+    \mathrm{ELBO}_i(\theta_i) = \mathbb E_{\tau \sim q_{\theta_i}}\Big[\sum_t \underbrace{r_i(s_t, a_t)/\alpha}_{\text{reward}}
+        + \underbrace{\log p(a_i^t)}_{\text{log\_prior}} - \underbrace{\log \pi_i(a_i^t \mid s_t)}_{\text{log\_policy}}\Big]
+
+The remaining factors (initial state, dynamics, other agents' actions) are identical in model and guide and
+cancel; they are returned as ``env`` so a test can see that they do. Everything is read off Pyro traces
+(``poutine.trace`` of the guide, ``poutine.replay`` of the model), as ``Trace_ELBO`` does.
+
+:class:`temperature` is the program transform that gives eq. 9 its ``alpha``: it multiplies the log-density
+of every action site (prior and policy) by ``alpha >= 0``, so that with likelihood ``exp(Q)`` the ELBO becomes
+``E[Q + alpha log p(a_i) - alpha log pi_i(a_i)] = alpha * ELBO(likelihood exp(Q / alpha))`` and ``alpha = 0``
+is the MADDPG limit rather than a division by zero.
+"""
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+
+__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "MAX_PLATE_NESTING"]
+
+#: ego plate (dim -1) and an optional data plate (dim -2); particles go to dim -3.
+MAX_PLATE_NESTING = 2
+
+
+class temperature(Messenger):
+    """Scale the log-density of action sites by ``alpha >= 0`` (a float or a per-ego tensor ``[n_ego]``).
+
+    Equivalent to ``poutine.scale`` on those sites, but 0 is allowed. It is exact for reparameterized action
+    sites only: a score-function surrogate would be scaled too, so non-reparameterized guide sites are refused
+    (temper the likelihood, ``agent_model(alpha=...)``, for those).
+    """
+
+    def __init__(self, alpha):
+        super().__init__()
+        self.alpha = alpha
+
+    def _process_message(self, msg):
+        if msg["type"] != "sample" or msg["infer"].get("kind") != "action":
+            return
+        if not msg["is_observed"] and not getattr(msg["fn"], "has_rsample", False) and not _is_one(self.alpha):
+            raise ValueError(f"temperature(alpha={self.alpha!r}) needs reparameterized action sites; "
+                             f"site {msg['name']!r} is not; accepted: estimator='reparam', or alpha in the model")
+        msg["scale"] = self.alpha * msg["scale"]
+
+
+def _is_one(alpha) -> bool:
+    return bool(torch.all(torch.as_tensor(alpha) == 1))
+
+
+def _vectorize(fn, num_particles):
+    if num_particles is None:
+        return fn
+    return pyro.plate("particles", num_particles, dim=-(MAX_PLATE_NESTING + 1))(fn)
+
+
+def elbo_loss(model, guide, *args, num_particles: int = 1, **kwargs) -> torch.Tensor:
+    """Differentiable ``-ELBO`` from ``pyro.infer.Trace_ELBO`` (vectorized particles).
+
+    Reparameterized sites give pathwise gradients; the others add Pyro's score-function surrogate.
+    """
+    elbo = pyro.infer.Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                                 max_plate_nesting=MAX_PLATE_NESTING)
+    return elbo.differentiable_loss(model, guide, *args, **kwargs)
+
+
+def _own(site) -> torch.Tensor:
+    """Mask (over the ego dim) of the entries where this action site is the ego's own action."""
+    return (site["infer"]["egos"] == site["infer"]["agent"]).to(site["log_prob"].dtype)
+
+
+def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwargs) -> dict[str, torch.Tensor]:
+    """Eq. 5 per particle and per ego, split into named terms read from the traces.
+
+    Returns ``elbo, reward, log_prior, log_policy, env`` with ``elbo = reward + log_prior - log_policy + env``,
+    each of shape ``[num_particles, n_ego]`` (``[n_ego]`` without particles); data plates are summed.
+    """
+    guide_tr = poutine.trace(_vectorize(guide, num_particles)).get_trace(*args, **kwargs)
+    model_tr = poutine.trace(poutine.replay(_vectorize(model, num_particles), trace=guide_tr)).get_trace(*args, **kwargs)
+    guide_tr.compute_log_prob()
+    model_tr.compute_log_prob()
+    dims = MAX_PLATE_NESTING + (0 if num_particles is None else 1)
+
+    def reduce(x):  # [(P,) data, ego] -> [(P,) ego]: left-pad the plate dims, sum the data plate
+        return x.reshape((1,) * (dims - x.dim()) + tuple(x.shape)).sum(-2)
+
+    terms = {k: 0.0 for k in ("reward", "log_prior", "log_policy", "env")}
+    for sign, trace in ((1.0, model_tr), (-1.0, guide_tr)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            lp, kind = site["log_prob"], site["infer"].get("kind")
+            if kind == "optimality":
+                terms["reward"] = terms["reward"] + reduce(lp)
+            elif kind == "action":  # the ego's own action: prior (model) or policy (guide); the rest cancels
+                own = _own(site)
+                name = "log_prior" if sign > 0 else "log_policy"
+                terms[name] = terms[name] + reduce(lp * own)
+                terms["env"] = terms["env"] + sign * reduce(lp * (1 - own))
+            else:
+                terms["env"] = terms["env"] + sign * reduce(lp)
+    terms["elbo"] = terms["reward"] + terms["log_prior"] - terms["log_policy"] + terms["env"]
+    shape = torch.broadcast_shapes(*(torch.as_tensor(v).shape for v in terms.values()))
+    return {k: torch.as_tensor(v).expand(shape) for k, v in terms.items()}
+
+
+def elbo_estimate(model, guide, *args, num_particles: int = 1000, **kwargs):
+    """Monte-Carlo ELBO estimate with its standard error, from ``num_particles`` vectorized particles.
+
+    Returns ``(mean, stderr)``, each of shape ``[n_ego]``.
+    """
+    with torch.no_grad():
+        elbo = elbo_particles(model, guide, *args, num_particles=num_particles, **kwargs)["elbo"]
+    return elbo.mean(0), elbo.std(0) / math.sqrt(num_particles)

@@ -1,0 +1,102 @@
+"""Distributions used by the per-agent model and guide.
+
+* :class:`GumbelSoftmaxPolicy` -- a reparameterizable relaxed one-hot action (Jang et al., 2017; section 5.2)
+  whose log-density is the categorical log-probability extended linearly to the simplex.
+* :class:`Optimality` -- the optimality variable of eq. 3, ``p(o = 1 | s, a) = exp(l)``.
+* :class:`SimulatorStep` -- a black-box dynamics factor (an MPE simulator step): identical in model and guide,
+  so it cancels in the ELBO (point (i) after eq. 4) and is given log-density 0.
+"""
+from __future__ import annotations
+
+import torch
+from pyro.distributions import OneHotCategorical, RelaxedOneHotCategorical, TorchDistribution, constraints
+
+__all__ = ["GumbelSoftmaxPolicy", "Optimality", "SimulatorStep", "action_distribution", "ESTIMATORS"]
+
+#: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
+#: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
+ESTIMATORS = ("reparam", "score")
+
+
+class GumbelSoftmaxPolicy(RelaxedOneHotCategorical):
+    r"""Gumbel-softmax relaxed one-hot action ``y = softmax((logits + g) / lambda)``, ``lambda`` = 1 (section 5.2).
+
+    Its ``log_prob`` is the policy's categorical log-probability extended linearly to the simplex,
+
+    .. math:: \log\pi(y) = \sum_k y_k \log\pi_k,
+
+    which equals ``log pi(a)`` when ``y`` is the one-hot vector of ``a``. This is the ``log pi_i(a_i | s)`` of
+    eq. 9 evaluated at a relaxed sample; it is differentiable in both ``y`` and the logits.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return (value * self.logits).sum(-1)
+
+
+class Optimality(TorchDistribution):
+    r"""Eq. 3: the optimality variable ``o ~ Bernoulli(exp(l))`` with ``l = r / alpha``.
+
+    ``log_prob(1) = l`` exactly (no ``log(exp(.))`` round trip), ``log_prob(0) = log(1 - exp(l))``. Observed at
+    ``o = 1`` only ``l`` is used, so ``l > 0`` (a critic value, or unshifted rewards) acts as an unnormalized
+    factor; see README "Rewards and eq. 3" for why a constant shift changes no gradient.
+    """
+
+    arg_constraints = {"log_prob_one": constraints.real}
+    support = constraints.boolean
+
+    def __init__(self, log_prob_one: torch.Tensor, validate_args=None):
+        self.log_prob_one = log_prob_one
+        super().__init__(log_prob_one.shape, torch.Size(), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return Optimality(self.log_prob_one.expand(batch_shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        one = self.log_prob_one
+        return torch.where(value.bool(), one, torch.log(-torch.expm1(one.clamp(max=0.0))))
+
+    def sample(self, sample_shape=torch.Size()):
+        probs = self.log_prob_one.clamp(max=0.0).exp().expand(self._extended_shape(sample_shape))
+        return torch.bernoulli(probs.detach())
+
+
+class SimulatorStep(TorchDistribution):
+    """A dynamics step computed by a simulator: a point mass at ``value`` with log-density 0.
+
+    The same factor appears in the model and in the guide (eq. 4 uses the true dynamics), so its density cancels
+    in ``log p - log q``; 0 is the value that keeps every estimate exact. It is not reparameterizable: gradients
+    do not flow through a black-box simulator, which is why MA-SAC needs a critic.
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, value: torch.Tensor, validate_args=None):
+        self.value = value
+        super().__init__(value.shape[:-1], value.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        return SimulatorStep(self.value.expand(tuple(batch_shape) + tuple(self.event_shape)))
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.value.expand(self._extended_shape(sample_shape))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return value.new_zeros(value.shape[:-1])
+
+
+def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0):
+    """The distribution of a discrete action with the given logits, for the chosen gradient estimator.
+
+    ``"reparam"``: :class:`GumbelSoftmaxPolicy` with relaxation temperature ``relax`` (1 in section 5.2; the
+    relaxed ELBO tends to the discrete one as ``relax -> 0``); ``"score"``: one-hot categorical.
+    Both put values on the simplex, so rewards, critics and dynamics take the same one-hot-shaped input.
+    """
+    if estimator == "reparam":
+        return GumbelSoftmaxPolicy(torch.tensor(relax, dtype=logits.dtype), logits=logits)
+    if estimator == "score":
+        return OneHotCategorical(logits=logits)
+    raise ValueError(f"unknown estimator {estimator!r}; accepted: {', '.join(ESTIMATORS)}")

@@ -1,0 +1,32 @@
+r"""The factorized variational distribution of eq. 4 as a Pyro guide.
+
+.. math::
+
+    q_{\theta_i}(\tau) = p(s_0) \prod_t \prod_j \pi_j(a_j^t \mid s_t) \prod_t p(s_{t+1} \mid s_t, a^t)
+
+Only ``theta_i`` (the ego's policy) is adapted: the other agents' logits are detached inside agent i's guide,
+so ``ELBO_i`` sends no gradient to ``theta_j``. The dynamics are the world's own, identical to the model's, so
+they cancel in ``log p - log q`` (point (i) after eq. 4); decentralised execution follows from the product
+over agents (point (ii)). Site names are those of :func:`pgm_marl.models.agent_model`.
+"""
+from __future__ import annotations
+
+import torch
+
+from .agent_mdp import ego_indices, unroll
+from .distributions import action_distribution
+
+__all__ = ["policy_guide"]
+
+
+def policy_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str = "reparam", relax: float = 1.0) -> None:
+    """Eq. 4: every agent acts from its own policy; only the ego's parameters receive gradients.
+
+    ``alpha`` is accepted (and ignored) so that model and guide take the same arguments, as Pyro requires.
+    """
+    egos = ego_indices(agent, world.n_agents)
+
+    def policy(j, logits, is_ego):  # pi_j for every ego; gradient to theta_j only in agent j's own ELBO
+        return action_distribution(torch.where(is_ego, logits, logits.detach()), estimator, relax)
+
+    unroll(world, policies, egos, policy, optimality=None)
