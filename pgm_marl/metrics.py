@@ -1,0 +1,99 @@
+"""Run logging: ``metrics.csv`` (one row per evaluation), learning-curve PNG, optional TensorBoard."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def metric_columns(teams: Sequence[str]) -> list:
+    return ["episode", "env_steps", "wall_seconds"] + [f"return/{t}" for t in teams]
+
+
+class MetricsLogger:
+    """Appends evaluation rows to ``run_dir/metrics.csv`` (flushed per row) and mirrors them to TensorBoard.
+
+    With ``resume=True`` the rows written after the checkpoint (``episode > resume_episode``)
+    are dropped, so an interrupted and resumed run has the same rows as an uninterrupted one.
+    """
+
+    def __init__(self, run_dir: str | Path, teams: Sequence[str], resume: bool = False,
+                 resume_episode: int = 0, tensorboard: bool = False):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.csv"
+        self.columns = metric_columns(teams)
+        self.teams = list(teams)
+        kept = []
+        if resume and self.path.exists():
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != self.columns:
+                    raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected {self.columns}")
+                kept = [row for row in reader if int(row["episode"]) <= resume_episode]
+        self._file = self.path.open("w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
+        self._writer.writeheader()
+        self._writer.writerows(kept)
+        self._file.flush()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=resume_episode + 1
+                                        if resume else None)
+            except Exception:  # tensorboard not installed: skip silently
+                self.tb = None
+
+    def log_eval(self, episode: int, env_steps: int, wall_seconds: float, returns: Mapping[str, float]) -> None:
+        row = {"episode": episode, "env_steps": env_steps, "wall_seconds": f"{wall_seconds:.3f}"}
+        row.update({f"return/{t}": repr(float(returns[t])) for t in self.teams})
+        self._writer.writerow(row)
+        self._file.flush()
+        if self.tb is not None:
+            for t in self.teams:
+                self.tb.add_scalar(f"return/{t}", float(returns[t]), episode)
+
+    def log_train(self, episode: int, diagnostics: Mapping[str, float]) -> None:
+        """Learner diagnostics (``loss/critic``, ``alpha/<agent>`` ...) to TensorBoard only."""
+        if self.tb is not None:
+            for k, v in diagnostics.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, episode)
+
+    def close(self) -> None:
+        self._file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(csv_path: str | Path) -> Dict[str, list]:
+    """Columns of a metrics file as lists of floats."""
+    with Path(csv_path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: [float(r[k]) for r in rows] for k in rows[0]}
+
+
+def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: Optional[str] = None) -> None:
+    """One line per team (evaluation return vs training episode)."""
+    data = read_metrics(csv_path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in (k for k in data if k.startswith("return/")):
+        ax.plot(data["episode"], data[key], marker="o" if len(data[key]) < 30 else None, label=key[7:])
+    ax.set_xlabel("training episode")
+    ax.set_ylabel("evaluation return (deterministic policy)")
+    if title:
+        ax.set_title(title)
+    if data:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,113 @@
+"""Replay buffer, atomic checkpoints, RNG capture/restore, metrics file and config validation."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pgm_marl.checkpoint import capture_rng, env_generators, load_checkpoint, restore_rng, save_checkpoint
+from pgm_marl.config import TrainConfig
+from pgm_marl.envs import VectorEnv
+from pgm_marl.metrics import MetricsLogger, plot_learning_curve, read_metrics
+from pgm_marl.replay import Batch, ReplayBuffer
+
+
+def fill(buf, start, k, d=4, n=2):
+    s = torch.arange(start, start + k, dtype=torch.float32)[:, None].expand(k, d)
+    buf.add(s, torch.full((k, n), start % 5), torch.ones(k, n) * start, s + 1, torch.zeros(k))
+
+
+def test_replay_round_robin():
+    buf = ReplayBuffer(5, state_dim=4, n_agents=2)
+    fill(buf, 0, 3)
+    assert len(buf) == 3 and buf.cursor == 3
+    fill(buf, 3, 4)  # wraps: slots 3, 4, 0, 1
+    assert len(buf) == 5 and buf.cursor == 2
+    assert buf.state[:, 0].tolist() == [5, 6, 2, 3, 4]
+    fill(buf, 100, 7)  # more than capacity at once: the newest 5 survive
+    assert sorted(buf.state[:, 0].tolist()) == [102, 103, 104, 105, 106]
+
+
+def test_replay_sampling_deterministic_and_state_dict():
+    buf = ReplayBuffer(10, state_dim=4, n_agents=2)
+    fill(buf, 0, 6)
+    a = buf.sample(8, torch.Generator().manual_seed(1))
+    b = buf.sample(8, torch.Generator().manual_seed(1))
+    assert isinstance(a, Batch) and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert a.state.shape == (8, 4) and a.actions.dtype == torch.int64 and a.terminated.shape == (8,)
+    assert set(a.state[:, 0].tolist()) <= set(range(6))
+    sd = buf.state_dict()
+    assert sd["state"].shape[0] == 6 and sd["cursor"] == 6
+    other = ReplayBuffer(10, state_dim=4, n_agents=2)
+    other.load_state_dict(sd)
+    c = other.sample(8, torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, c)) and len(other) == 6
+    with pytest.raises(ValueError, match="mismatch"):
+        ReplayBuffer(11, state_dim=4, n_agents=2).load_state_dict(sd)
+    with pytest.raises(ValueError, match="empty"):
+        ReplayBuffer(3, 4, 2).sample(1, torch.Generator())
+
+
+def test_checkpoint_atomic_and_weights_only(tmp_path):
+    path = tmp_path / "sub" / "checkpoint.pt"
+    payload = {"w": torch.randn(3), "n": 7, "nested": {"big": 2 ** 127 + 5, "s": "x"}}
+    save_checkpoint(path, payload)
+    save_checkpoint(path, payload)  # overwrite
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temp file left
+    got = load_checkpoint(path)
+    assert torch.equal(got["w"], payload["w"]) and got["nested"]["big"] == 2 ** 127 + 5
+
+
+def test_checkpoint_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="corrupt.pt") as err:
+        load_checkpoint(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_rng_round_trip_through_checkpoint(tmp_path):
+    venv = VectorEnv("cooperative_navigation", num_envs=2, seed=3)
+    venv.reset()
+    gen = torch.Generator().manual_seed(5)
+    save_checkpoint(tmp_path / "c.pt", {"rng": capture_rng({"g": gen}, env_generators(venv))})
+
+    def draw():
+        obs = venv.reset()
+        return (torch.rand(3), random.random(), np.random.rand(), torch.rand(2, generator=gen), obs[0])
+
+    first = draw()
+    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"], {"g": gen}, env_generators(venv))
+    second = draw()
+    for x, y in zip(first, second):
+        assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+
+
+def test_metrics_resume_truncates_rows(tmp_path):
+    log = MetricsLogger(tmp_path, ["good", "adversary"])
+    for ep in (2, 4, 6):
+        log.log_eval(ep, ep * 25, 0.1 * ep, {"good": -ep, "adversary": ep})
+    log.close()
+    log = MetricsLogger(tmp_path, ["good", "adversary"], resume=True, resume_episode=4)
+    log.log_eval(6, 150, 9.0, {"good": -1.0, "adversary": 1.0})
+    log.close()
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header == "episode,env_steps,wall_seconds,return/good,return/adversary"
+    data = read_metrics(tmp_path / "metrics.csv")
+    assert data["episode"] == [2, 4, 6] and data["return/good"] == [-2, -4, -1]
+    plot_learning_curve(tmp_path / "metrics.csv", tmp_path / "curve.png", "t")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_config_validation_and_round_trip(tmp_path):
+    cfg = TrainConfig(episodes=10, alpha=0.1)
+    cfg.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == cfg
+    assert TrainConfig().batch_size * TrainConfig().max_cycles == TrainConfig().learning_starts
+    for bad in ({"episodes": 0}, {"eval_every": -1}, {"num_envs": 1.5}, {"gamma": 2.0}, {"alpha": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_dict({"episodez": 3})
