@@ -23,7 +23,8 @@ critic matmul for all agents in MA-SAC). Agent ``j``'s action site then has one 
 the uniform prior where ``ego == j`` and as ``pi_j`` elsewhere.
 
 A *world* supplies the game (duck-typed; see :mod:`pgm_marl.models.worlds`): ``n_agents``, ``horizon``,
-``plate()`` (data plate or a null context), ``initial()``, ``log_likelihood(s, actions, egos)`` (``r_e(s, a)`` for
+``plate()`` (data plate or a null context), ``initial()``, optionally ``replayed(j, dist, is_ego)`` (pin some
+actions to recorded data), ``log_likelihood(s, actions, egos)`` (``r_e(s, a)`` for
 each ego, or a critic standing in for the future) and ``transition(s, actions)``. *Policies* supply
 ``logits(j, s)``: agent j's action logits at state ``s``.
 """
@@ -65,7 +66,10 @@ def unroll(world, policies, egos: torch.Tensor, action_dist: Callable, optimalit
                     is_ego = (egos == j).unsqueeze(-1)
                     site = f"a_{j}_{t}"
                     info = {"kind": "action", "agent": j, "t": t, "egos": egos}
-                    actions.append(pyro.sample(site, action_dist(j, logits, is_ego), infer=info))
+                    d = action_dist(j, logits, is_ego)
+                    if hasattr(world, "replayed"):  # e.g. MADDPG: a_{-i} from the replay buffer, not resampled
+                        d = world.replayed(j, d, is_ego)
+                    actions.append(pyro.sample(site, d, infer=info))
                 if optimality:
                     ll = world.log_likelihood(s, actions, egos)  # r_e(s_t, a_t), [..., n_ego]
                     pyro.sample(f"o_{t}", optimality(ll), obs=torch.ones_like(ll),

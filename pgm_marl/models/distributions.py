@@ -100,3 +100,41 @@ def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0
     if estimator == "score":
         return OneHotCategorical(logits=logits)
     raise ValueError(f"unknown estimator {estimator!r}; accepted: {', '.join(ESTIMATORS)}")
+
+
+class Replayed(TorchDistribution):
+    """``base`` where ``mask`` is False; a point mass at the recorded ``value`` (log-density 0) where it is True.
+
+    MADDPG's guide for agent i: the other agents' actions are the buffer's, not resampled (section 4.3, last
+    paragraph). The same wrapper in the model makes those factors cancel, as the dynamics do.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base, value: torch.Tensor, mask: torch.Tensor, validate_args=None):
+        self.base, self.value, self.mask = base, value, mask
+        batch = torch.broadcast_shapes(base.batch_shape, value.shape[:-1], mask.shape)
+        super().__init__(batch, base.event_shape, validate_args=False)
+
+    @property
+    def has_rsample(self):
+        return self.base.has_rsample
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return Replayed(self.base.expand(batch_shape), self.value, self.mask)
+
+    def _pick(self, x):
+        return torch.where(self.mask.unsqueeze(-1), self.value, x)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self._pick(self.base.rsample(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()):
+        return self._pick(self.base.sample(sample_shape))
+
+    def log_prob(self, value):
+        return torch.where(self.mask, torch.zeros((), dtype=value.dtype), self.base.log_prob(value))

@@ -104,12 +104,17 @@ class SimulatorWorld:
     def initial(self):
         return SimulatorStep(self._states[0])
 
+    def _time(self, s):
+        """The step at which ``s`` was produced (states carry no time index; MPE states do not repeat)."""
+        row = s.reshape(-1, s.shape[-1])[0]
+        return next(k for k, st in enumerate(self._states) if torch.equal(st, row))
+
     def log_likelihood(self, s, actions, egos):
-        t = next(k for k, st in enumerate(self._states) if st.data_ptr() == s.data_ptr() or torch.equal(st, s))
+        t = self._time(s)
         self._step(t, actions)
         return ego_gather(self._rewards[t].expand(egos.shape + (self.n_agents,)), egos)
 
     def transition(self, s, actions):
-        t = next(k for k, st in enumerate(self._states) if torch.equal(st, s))
+        t = self._time(s)
         self._step(t, actions)
         return SimulatorStep(self._states[t + 1])

@@ -1,0 +1,107 @@
+r"""MA-SAC (Algorithm 1) and its variants as one loss object: named losses for critic, actor and temperature.
+
+Each agent ``i`` carries an :class:`~pgm_marl.inference.variants.Algorithm`; the losses branch only on its
+fields (temperature, resample, estimator), so mixed teams (Figure 2c-d) train side by side in one batch.
+
+* critic (eq. 7-8): regression of both twins to ``r_i + gamma (min twin target Q_i(s', a') - alpha_i log
+  pi_i(a'_i | o'_i))`` with ``a'`` sampled from the *target* policies of all agents (Gumbel-softmax);
+* actor (eq. 9): minus the tempered one-step ELBO of agent i's model, read off Pyro traces
+  (:func:`~pgm_marl.inference.actor.actor_terms`), or its exact sum over a_i for ``estimator="exact"``;
+* temperature (``"learned"``): ``alpha_i (H(pi_i) - target)`` with ``log alpha_i`` trainable (Haarnoja 2018b).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..models.distributions import GumbelSoftmaxPolicy
+from .actor import actor_terms, exact_actor_terms
+from .soft_bellman import critic_regression_loss, soft_bellman_target
+from .variants import Algorithm
+
+__all__ = ["MASACLoss", "one_hot_actions"]
+
+
+def one_hot_actions(actions: torch.Tensor, action_dims) -> list[torch.Tensor]:
+    """Integer actions ``[B, n]`` -> list of one-hot ``[B, A_j]`` (float)."""
+    return [nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_dims)]
+
+
+class MASACLoss(nn.Module):
+    """Named losses of MA-SAC and its variants for all agents at once (one batched forward per network)."""
+
+    def __init__(self, actors, critic, target_actors, target_critic, algorithms: list[Algorithm], task: str,
+                 gamma: float, alpha: float | None = None):
+        super().__init__()
+        self.actors, self.critic = actors, critic
+        self.target_actors, self.target_critic = target_actors, target_critic
+        self.algorithms, self.gamma = list(algorithms), gamma
+        dims = actors.action_dims
+        init = torch.tensor([a.alpha(task, alpha) for a in algorithms])
+        learned = torch.tensor([a.temperature == "learned" for a in algorithms])
+        self.register_buffer("learned", learned)
+        self.log_alpha = nn.Parameter(init.clamp(min=1e-8).log())  # trained only where `learned`
+        self.register_buffer("fixed_alpha", init)
+        self.register_buffer("resample_all", torch.tensor([a.resample == "all" for a in algorithms]))
+        self.register_buffer("exact", torch.tensor([a.estimator == "exact" for a in algorithms]))
+        self.register_buffer("target_entropy", torch.tensor([a.target_entropy * math.log(d) for a, d in
+                                                             zip(algorithms, dims)]))
+
+    def alpha(self) -> torch.Tensor:
+        """Current temperatures ``[n]`` (learned ones detached: they are constants for actor and critic)."""
+        return torch.where(self.learned, self.log_alpha.detach().exp(), self.fixed_alpha)
+
+    def _sample(self, actors, state):
+        """Relaxed joint action ``[B, sum A]`` from ``actors`` and ``log pi_i(a_i)`` ``[n, B]`` (eq. 7's a')."""
+        logits = actors(actors.observations(state))
+        ys, log_pis = [], []
+        for j, d in enumerate(actors.action_dims):
+            pi = GumbelSoftmaxPolicy(torch.tensor(1.0), logits=logits[j, :, :d])
+            y = pi.rsample()
+            ys.append(y)
+            log_pis.append(pi.log_prob(y))
+        return torch.cat(ys, -1), torch.stack(log_pis)
+
+    def critic_loss(self, batch) -> torch.Tensor:
+        """Eq. 8 with the target of eq. 7 (targets without gradient)."""
+        n = len(self.algorithms)
+        with torch.no_grad():
+            next_joint, next_log_pi = self._sample(self.target_actors, batch.next_state)
+            next_q = self.target_critic.min(batch.next_state, next_joint.expand(n, *next_joint.shape))
+            target = soft_bellman_target(batch.reward.T, next_q, next_log_pi, self.alpha().unsqueeze(-1),
+                                         self.gamma, batch.terminated)
+        joint = torch.cat(one_hot_actions(batch.actions, self.actors.action_dims), -1)
+        q1, q2 = self.critic(batch.state, joint.expand(n, *joint.shape))
+        return critic_regression_loss(q1, q2, target)
+
+    def actor_terms(self, batch) -> dict[str, torch.Tensor]:
+        """Eq. 9 per agent (``-elbo`` is agent i's actor loss), from Pyro; exact sum where the algorithm says."""
+        buffer_actions = one_hot_actions(batch.actions, self.actors.action_dims)
+        alpha = self.alpha()
+        terms = actor_terms(self.actors, self.critic, batch.state, buffer_actions, alpha, self.resample_all)
+        if self.exact.any():
+            joint, _ = self._sample(self.actors, batch.state)
+            joint = joint.detach().expand(len(self.algorithms), *joint.shape)
+            if not self.resample_all.all():  # agents resampling only themselves see the buffer's a_{-i}
+                buf = torch.cat(buffer_actions, -1)
+                joint = torch.where(self.resample_all[:, None, None], joint, buf)
+            exact = exact_actor_terms(self.actors, self.critic, batch.state, joint, alpha)
+            terms = {k: torch.where(self.exact, exact[k], terms[k]) for k in ("reward", "log_policy", "elbo")}
+        return terms
+
+    def temperature_loss(self, batch) -> torch.Tensor:
+        """``sum_i alpha_i (H(pi_i) - target_i)`` over learned temperatures (entropy exact from the logits)."""
+        with torch.no_grad():
+            log_pi = self.actors(self.actors.observations(batch.state)).log_softmax(-1)
+            entropy = -(log_pi.exp() * log_pi).sum(-1).mean(-1)
+        return (self.learned * self.log_alpha.exp() * (entropy - self.target_entropy)).sum()
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        terms = self.actor_terms(batch)
+        out = {"loss/actor": -terms["elbo"].sum(), "loss/critic": self.critic_loss(batch),
+               "actor/expected_q": terms["reward"].detach(), "actor/alpha_log_pi": terms["log_policy"].detach()}
+        if self.learned.any():
+            out["loss/temperature"] = self.temperature_loss(batch)
+        return out

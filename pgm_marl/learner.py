@@ -1,0 +1,81 @@
+"""The learner: networks, their targets and optimizers, and one gradient step of Algorithm 1.
+
+It maps each named loss of :class:`~pgm_marl.inference.masac.MASACLoss` to its parameters and optimizer and
+does nothing else: all maths lives in :mod:`pgm_marl.inference`.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .inference.masac import MASACLoss
+from .inference.variants import parse_algo_spec
+from .networks import Actors, TwinCritics, polyak_update
+
+__all__ = ["Learner"]
+
+
+class Learner:
+    """MA-SAC-family learner for a :class:`~pgm_marl.envs.TaskSpec` and a :class:`~pgm_marl.config.TrainConfig`."""
+
+    def __init__(self, spec, cfg):
+        spec.require_discrete()
+        self.spec, self.cfg = spec, cfg
+        self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+        if any(not a.critic for a in self.algorithms):
+            raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms (reinforce-elbo) train with "
+                             "pgm_marl.inference.reinforce, not the off-policy learner")
+        self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
+        torch.manual_seed(cfg.seed)  # network initialisation
+        self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
+        self.critic = TwinCritics(spec.state_dim, spec.action_dims, cfg.hidden)
+        self.target_actors, self.target_critic = copy.deepcopy(self.actors), copy.deepcopy(self.critic)
+        for p in list(self.target_actors.parameters()) + list(self.target_critic.parameters()):
+            p.requires_grad_(False)
+        self.loss = MASACLoss(self.actors, self.critic, self.target_actors, self.target_critic, self.algorithms,
+                              cfg.task, cfg.gamma, cfg.alpha)
+        self.optimizers = {
+            "loss/actor": torch.optim.Adam(self.actors.parameters(), lr=cfg.lr),
+            "loss/critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr),
+            "loss/temperature": torch.optim.Adam([self.loss.log_alpha], lr=cfg.lr),
+        }
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False) -> torch.Tensor:
+        """Decentralised execution: agent i acts on its own observation. Returns ``LongTensor [K, n]``."""
+        logits = self.actors(self.actors.pad_obs(obs))  # [n, K, A_max]; padded actions have probability 0
+        if deterministic:  # section 5.3: evaluate the most probable action
+            return logits.argmax(-1).T
+        return torch.distributions.Categorical(logits=logits).sample().T
+
+    def update(self, batch) -> dict[str, float]:
+        """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets."""
+        losses = self.loss(batch)
+        for name, opt in self.optimizers.items():
+            if name in losses:
+                opt.zero_grad(set_to_none=True)
+                losses[name].backward()
+                opt.step()
+        polyak_update(self.target_actors, self.actors, self.cfg.tau)
+        polyak_update(self.target_critic, self.critic, self.cfg.tau)
+        out = {k: float(v.detach()) for k, v in losses.items() if v.dim() == 0}
+        for k, v in losses.items():
+            if v.dim() == 1:
+                out.update({f"{k}/{a}": float(x) for a, x in zip(self.spec.agents, v)})
+        out.update({f"alpha/{a}": float(x) for a, x in zip(self.spec.agents, self.loss.alpha())})
+        return out
+
+    def state_dict(self) -> dict:
+        return {"actors": self.actors.state_dict(), "critic": self.critic.state_dict(),
+                "target_actors": self.target_actors.state_dict(), "target_critic": self.target_critic.state_dict(),
+                "log_alpha": self.loss.log_alpha.detach().clone(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("actors", "critic", "target_actors", "target_critic"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.loss.log_alpha.copy_(state["log_alpha"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])

@@ -1,0 +1,129 @@
+"""Batched per-agent networks (section 5.2): one stacked parameter tensor per layer, one ``bmm`` for all agents.
+
+Agents may differ in observation size (speaker 3, listener 11) and action count (3 vs 5). Inputs are
+zero-padded to the largest size (padded weights only ever multiply zeros, so they get no gradient) and padded
+action logits are set to :data:`PAD_LOGIT`, which gives them probability 0 and a relaxed sample of exactly 0.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "PAD_LOGIT", "polyak_update"]
+
+PAD_LOGIT = -1e4
+
+
+class BatchedLinear(nn.Module):
+    """``n`` independent linear layers: ``x [n, B, d_in] -> x @ W[n] + b[n]``."""
+
+    def __init__(self, n: int, d_in: int, d_out: int, fan_in: Sequence[int] | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(n, 1, d_out))
+        fan_in = fan_in or [d_in] * n
+        with torch.no_grad():  # nn.Linear's init, with each agent's true fan-in; padded input rows are zero
+            for k, f in enumerate(fan_in):
+                bound = 1.0 / math.sqrt(f)
+                self.weight[k].uniform_(-bound, bound)
+                self.weight[k, f:] = 0.0
+                self.bias[k].uniform_(-bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class BatchedMLP(nn.Module):
+    """``n`` MLPs with ``layers`` ReLU hidden layers of width ``hidden`` (2 x 128 in the paper)."""
+
+    def __init__(self, n: int, d_in: int, d_out: int, hidden: int = 128, layers: int = 2, fan_in=None):
+        super().__init__()
+        dims = [d_in] + [hidden] * layers + [d_out]
+        self.layers = nn.ModuleList(
+            BatchedLinear(n, a, b, fan_in if k == 0 else None) for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [n, *batch, d_in] -> [n, *batch, d_out]``."""
+        batch = x.shape[1:-1]
+        h = x.reshape(self.n, -1, x.shape[-1])
+        for k, layer in enumerate(self.layers):
+            h = layer(h)
+            if k + 1 < len(self.layers):
+                h = torch.relu(h)
+        return h.reshape(self.n, *batch, h.shape[-1])
+
+    def agent_module(self, k: int) -> nn.Sequential:
+        """Agent ``k``'s network as a plain ``nn.Sequential`` (a copy; used to test the batched forward)."""
+        mods = []
+        for j, layer in enumerate(self.layers):
+            lin = nn.Linear(layer.weight.shape[1], layer.weight.shape[2])
+            with torch.no_grad():
+                lin.weight.copy_(layer.weight[k].T)
+                lin.bias.copy_(layer.bias[k, 0])
+            mods += [lin] + ([nn.ReLU()] if j + 1 < len(self.layers) else [])
+        return nn.Sequential(*mods)
+
+
+class Actors(nn.Module):
+    """Decentralised policies ``pi_i(a_i | o_i)``; the observation ``o_i`` is agent i's slice of the state."""
+
+    def __init__(self, obs_dims: Sequence[int], action_dims: Sequence[int], hidden: int = 128):
+        super().__init__()
+        self.obs_dims, self.action_dims = tuple(obs_dims), tuple(action_dims)
+        n, d_obs, d_act = len(obs_dims), max(obs_dims), max(action_dims)
+        self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims))
+        offsets = torch.tensor([0] + list(obs_dims)).cumsum(0)
+        state_dim = int(offsets[-1])
+        index = torch.full((n, d_obs), state_dim, dtype=torch.long)  # state_dim points at an appended zero
+        for k, d in enumerate(obs_dims):
+            index[k, :d] = torch.arange(offsets[k], offsets[k] + d)
+        self.register_buffer("obs_index", index, persistent=False)
+        mask = torch.tensor([[j >= a for j in range(d_act)] for a in action_dims])
+        self.register_buffer("pad_mask", mask, persistent=False)
+
+    def observations(self, state: torch.Tensor) -> torch.Tensor:
+        """``state [*batch, D] -> padded per-agent observations [n, *batch, max d_i]``."""
+        padded = torch.cat([state, state.new_zeros(state.shape[:-1] + (1,))], -1)
+        return padded[..., self.obs_index].movedim(-2, 0)
+
+    def pad_obs(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-agent observation list ``[K, d_i]`` -> ``[n, K, max d_i]``."""
+        return self.observations(torch.cat(list(obs), -1))
+
+    def forward(self, obs_padded: torch.Tensor) -> torch.Tensor:
+        """Logits ``[n, *batch, max A_i]``; padded actions get :data:`PAD_LOGIT`."""
+        logits = self.net(obs_padded)
+        mask = self.pad_mask.reshape(self.pad_mask.shape[0], *([1] * (logits.dim() - 2)), -1)
+        return logits.masked_fill(mask, PAD_LOGIT)
+
+
+class TwinCritics(nn.Module):
+    """Centralised twin critics ``Q_i^{(1,2)}(s, a)`` on the global state and all agents' actions (Fujimoto et al.)."""
+
+    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128):
+        super().__init__()
+        self.n = len(action_dims)
+        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden)
+
+    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
+        """``state [*batch, D]``, ``joint_actions [n, *batch, sum A]`` (one joint action per agent's critic).
+
+        Returns ``(q1, q2)``, each ``[n, *batch]``.
+        """
+        x = torch.cat([state.expand(joint_actions.shape[:-1] + state.shape[-1:]), joint_actions], -1)
+        q = self.net(torch.cat([x, x], 0)).squeeze(-1)
+        return q[: self.n], q[self.n:]
+
+    def min(self, state, joint_actions) -> torch.Tensor:
+        return torch.minimum(*self(state, joint_actions))
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Target networks as exponential moving averages (Algorithm 1): ``bar theta <- tau theta + (1 - tau) bar theta``."""
+    for t, p in zip(target.parameters(), online.parameters()):
+        t.lerp_(p, tau)
