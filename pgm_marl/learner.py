@@ -17,9 +17,13 @@ __all__ = ["Learner"]
 
 
 class Learner:
-    """MA-SAC-family learner for a :class:`~pgm_marl.envs.TaskSpec` and a :class:`~pgm_marl.config.TrainConfig`."""
+    """MA-SAC-family learner for a :class:`~pgm_marl.envs.TaskSpec` and a :class:`~pgm_marl.config.TrainConfig`.
 
-    def __init__(self, spec, cfg):
+    ``actors`` / ``critic`` default to the paper's MLPs (:class:`Actors`, :class:`TwinCritics`); any modules
+    with the same interface (e.g. tabular ones, to check the derivation exactly) train with the same code.
+    """
+
+    def __init__(self, spec, cfg, actors=None, critic=None):
         spec.require_discrete()
         self.spec, self.cfg = spec, cfg
         self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
@@ -28,8 +32,8 @@ class Learner:
                              "pgm_marl.inference.reinforce, not the off-policy learner")
         self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
         torch.manual_seed(cfg.seed)  # network initialisation
-        self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
-        self.critic = TwinCritics(spec.state_dim, spec.action_dims, cfg.hidden)
+        self.actors = actors if actors is not None else Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
+        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, spec.action_dims, cfg.hidden)
         self.target_actors, self.target_critic = copy.deepcopy(self.actors), copy.deepcopy(self.critic)
         for p in list(self.target_actors.parameters()) + list(self.target_critic.parameters()):
             p.requires_grad_(False)
