@@ -1,0 +1,163 @@
+"""The training loop: act, step, store, update every ``update_every`` env steps, evaluate, checkpoint.
+
+All env copies start together and MPE episodes last exactly ``max_cycles`` steps, so one
+*round* of ``max_cycles`` vector steps finishes ``num_envs`` episodes. Every round begins with
+an explicit ``venv.reset()``; evaluation and checkpoints happen only between rounds, which
+makes a resumed run continue exactly like an uninterrupted one (all RNG states are saved).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import capture_rng, env_generators, load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .envs import VectorEnv
+from .evaluate import evaluate
+from .metrics import MetricsLogger, plot_learning_curve
+from .replay import ReplayBuffer
+
+#: fields that may differ between a checkpoint and the config that resumes it
+RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorboard")
+
+
+def make_learner(spec, cfg: TrainConfig):
+    """Build the learner (imported lazily so that the training infrastructure imports without it)."""
+    from .learner import Learner
+    return Learner(spec, cfg)
+
+
+def learner_generators(learner, replay_gen: torch.Generator) -> Dict[str, torch.Generator]:
+    """Named torch generators to checkpoint: replay sampling and, if it has one, the learner's own."""
+    gens = {"replay": replay_gen}
+    if isinstance(getattr(learner, "generator", None), torch.Generator):
+        gens["learner"] = learner.generator
+    return gens
+
+
+class Timer:
+    """Accumulates wall seconds per phase: ``with timer("env"): ...``."""
+
+    def __init__(self, totals: Dict[str, float] | None = None):
+        self.totals = dict(totals or {"act": 0.0, "env": 0.0, "learn": 0.0, "eval": 0.0})
+
+    @contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
+
+
+def _check_resume(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_CHANGES and saved.get(key) != value:
+            raise ValueError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "
+                             f"{saved.get(key)!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train per ``cfg``; write config.json, metrics.csv, learning_curve.png, checkpoint.pt, timing.json."""
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / "checkpoint.pt"
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}")
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"run folder {run_dir} already holds a checkpoint; pass --resume or choose another --out")
+    ckpt = load_checkpoint(ckpt_path) if resume else None
+    if ckpt is not None:
+        _check_resume(cfg, ckpt["config"], ckpt_path)
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    replay_gen = torch.Generator().manual_seed(cfg.seed)
+    venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles)
+    spec = venv.spec
+    learner = make_learner(spec, cfg)  # bad task / algo fail here, before the run folder is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    buffer = ReplayBuffer(cfg.buffer_size, spec.state_dim, spec.n_agents)
+    counters = {"episode": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
+    obs = venv.reset()  # first reset: copy k seeded with seed + k
+    timer = Timer()
+    if ckpt is not None:
+        learner.load_state_dict(ckpt["learner"])
+        buffer.load_state_dict(ckpt["buffer"])
+        counters.update(ckpt["counters"])
+        timer = Timer(ckpt["timing"])
+        restore_rng(ckpt["rng"], learner_generators(learner, replay_gen), env_generators(venv))
+    logger = MetricsLogger(run_dir, list(spec.teams), resume=resume, resume_episode=counters["episode"],
+                           tensorboard=cfg.tensorboard)
+    title = f"{cfg.task} / {cfg.algo} (seed {cfg.seed})"
+    eval_seed = cfg.seed + cfg.eval_seed_offset
+    start_time, wall_before = time.perf_counter(), counters["wall_seconds"]
+    wall = lambda: wall_before + time.perf_counter() - start_time  # noqa: E731
+
+    def checkpoint() -> None:
+        counters["wall_seconds"] = wall()
+        save_checkpoint(ckpt_path, {
+            "learner": learner.state_dict(), "buffer": buffer.state_dict(), "config": cfg.to_dict(),
+            "counters": dict(counters), "timing": dict(timer.totals),
+            "rng": capture_rng(learner_generators(learner, replay_gen), env_generators(venv)),
+        })
+
+    bar = tqdm(total=cfg.episodes, initial=min(counters["episode"], cfg.episodes), unit="ep",
+               disable=not cfg.progress, dynamic_ncols=True)
+    postfix: Dict[str, str] = {}
+    steps_at_start = counters["env_steps"]
+    try:
+        while counters["episode"] < cfg.episodes:
+            if counters["episode"] > 0 or ckpt is not None:  # (the very first round uses the seeded reset)
+                obs = venv.reset()  # each round starts from a fresh reset that continues each copy's RNG
+            diagnostics = {}
+            for _ in range(cfg.max_cycles):
+                with timer("act"):
+                    actions = learner.act(obs)
+                with timer("env"):
+                    res = venv.step(actions)
+                buffer.add(venv.state(obs), actions, res.reward, venv.state(res.next_obs), res.terminated)
+                obs = res.obs
+                before, counters["env_steps"] = counters["env_steps"], counters["env_steps"] + cfg.num_envs
+                due = counters["env_steps"] // cfg.update_every - before // cfg.update_every
+                if counters["env_steps"] >= cfg.learning_starts and len(buffer) >= cfg.batch_size:
+                    with timer("learn"):
+                        for _ in range(due):
+                            diagnostics = learner.update(buffer.sample(cfg.batch_size, replay_gen))
+                            counters["updates"] += 1
+            before, counters["episode"] = counters["episode"], counters["episode"] + cfg.num_envs
+            done = counters["episode"] >= cfg.episodes
+            if diagnostics:
+                logger.log_train(counters["episode"], diagnostics)
+            if counters["episode"] // cfg.eval_every > before // cfg.eval_every:
+                with timer("eval"):
+                    returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed)
+                logger.log_eval(counters["episode"], counters["env_steps"], wall(), returns)
+                plot_learning_curve(logger.path, run_dir / "learning_curve.png", title)
+                postfix = {t: f"{r:.2f}" for t, r in returns.items()}
+            if done or counters["episode"] // cfg.checkpoint_every > before // cfg.checkpoint_every:
+                checkpoint()
+            rate = (counters["env_steps"] - steps_at_start) / max(time.perf_counter() - start_time, 1e-9)
+            bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"}, refresh=False)
+            bar.update(min(counters["episode"], cfg.episodes) - bar.n)
+    finally:
+        bar.close()
+        logger.close()
+        venv.close()
+
+    timing = {**{k: round(v, 3) for k, v in timer.totals.items()}, "wall": round(wall(), 3),
+              "env_steps": counters["env_steps"], "updates": counters["updates"], "episodes": counters["episode"]}
+    (run_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    if cfg.progress:
+        split = ", ".join(f"{k} {v:.1f}s" for k, v in timer.totals.items())
+        print(f"done: {counters['episode']} episodes, {counters['env_steps']} env steps, "
+              f"{counters['updates']} updates in {timing['wall']:.1f}s ({split}); results in {run_dir}")
+    return run_dir
+

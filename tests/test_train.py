@@ -1,0 +1,156 @@
+"""Training loop, determinism, resume and the CLI, on CI-sized configs.
+
+The loop is exercised with a tiny stand-in learner (``TinyLearner``, test-only: linear policies,
+one SGD step per update) so that it does not depend on the real learner's speed; when
+``pgm_marl.learner.Learner`` imports, the resume test also runs with it.
+"""
+import csv
+import importlib
+
+import pytest
+import torch
+
+from pgm_marl import cli, train as train_mod
+from pgm_marl.config import TrainConfig
+from pgm_marl.train import train
+
+TINY = dict(task="cooperative_navigation", episodes=6, eval_every=2, eval_episodes=3, batch_size=32,
+            learning_starts=64, update_every=10, hidden=16, buffer_size=500, checkpoint_every=2,
+            progress=False, tensorboard=False)
+
+
+class TinyLearner:
+    """Test-only stand-in with the Learner interface: linear softmax policies, a regression 'update'."""
+
+    def __init__(self, spec, cfg):
+        self.spec, self.algo_names = spec, {t: cfg.algo for t in spec.teams}
+        self.actors = torch.nn.ModuleList(torch.nn.Linear(d, a) for d, a in zip(spec.obs_dims, spec.action_dims))
+        self.opt = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
+
+    @torch.no_grad()
+    def act(self, obs, deterministic=False):
+        logits = [net(o) for net, o in zip(self.actors, obs)]
+        if deterministic:
+            return torch.stack([lg.argmax(-1) for lg in logits], -1)
+        return torch.stack([torch.distributions.Categorical(logits=lg).sample() for lg in logits], -1)
+
+    def update(self, batch):
+        obs = batch.state.split(list(self.spec.obs_dims), dim=-1)
+        logp = [torch.log_softmax(net(o), -1).gather(-1, batch.actions[:, i:i + 1]).squeeze(-1)
+                for i, (net, o) in enumerate(zip(self.actors, obs))]
+        loss = -(torch.stack(logp, -1) * batch.reward).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"loss/actor": float(loss.detach())}
+
+    def state_dict(self):
+        return {"actors": self.actors.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state):
+        self.actors.load_state_dict(state["actors"])
+        self.opt.load_state_dict(state["opt"])
+
+
+def _real_learner_available():
+    try:
+        importlib.import_module("pgm_marl.learner").Learner
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def tiny_learner(monkeypatch):
+    monkeypatch.setattr(train_mod, "make_learner", TinyLearner)
+
+
+def rows(run_dir, drop=("wall_seconds",)):
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
+
+
+def test_train_writes_run_folder(tmp_path, tiny_learner):
+    run = train(TrainConfig(**TINY, out=str(tmp_path / "run")))
+    for name in ("config.json", "metrics.csv", "learning_curve.png", "checkpoint.pt", "timing.json"):
+        assert (run / name).is_file(), name
+    got = rows(run, drop=())
+    assert [int(r["episode"]) for r in got] == [2, 4, 6]
+    assert [int(r["env_steps"]) for r in got] == [50, 100, 150]
+    assert list(got[0]) == ["episode", "env_steps", "wall_seconds", "return/all"]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    # updates every 10 env steps from env step 64 (buffer >= 32): steps 70, 80, ..., 150
+    assert ckpt["counters"]["updates"] == 9 and ckpt["counters"]["episode"] == 6
+    assert set(ckpt["timing"]) >= {"act", "env", "learn", "eval"}
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_learner):
+    a = train(TrainConfig(**TINY, num_envs=2, out=str(tmp_path / "a")))
+    b = train(TrainConfig(**TINY, num_envs=2, out=str(tmp_path / "b")))
+    assert rows(a) == rows(b) and len(rows(a)) == 3
+    c = train(TrainConfig(**{**TINY, "seed": 1}, num_envs=2, out=str(tmp_path / "c")))
+    assert rows(c) != rows(a)
+
+
+def _resume_matches(tmp_path):
+    straight = train(TrainConfig(**TINY, out=str(tmp_path / "straight")))
+    cut = train(TrainConfig(**{**TINY, "episodes": 4}, out=str(tmp_path / "cut")))
+    with (cut / "metrics.csv").open("a") as f:  # a row written after the checkpoint must be dropped
+        f.write("5,125,1.0,-99.0\n")
+    resumed = train(TrainConfig(**TINY, out=str(tmp_path / "cut")), resume=True)
+    assert rows(resumed) == rows(straight) and len(rows(straight)) == 3
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    assert a["counters"]["updates"] == b["counters"]["updates"]
+    assert torch.equal(a["buffer"]["state"], b["buffer"]["state"])
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_learner):
+    _resume_matches(tmp_path)
+
+
+@pytest.mark.skipif(not _real_learner_available(), reason="pgm_marl.learner not importable yet")
+def test_resume_equals_uninterrupted_run_real_learner(tmp_path):
+    _resume_matches(tmp_path)
+
+
+def test_existing_run_refused_and_resume_checks(tmp_path, tiny_learner, capsys):
+    out = str(tmp_path / "run")
+    train(TrainConfig(**{**TINY, "episodes": 2}, out=out))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig(**TINY, out=out))
+    with pytest.raises(ValueError, match="seed=3 differs"):
+        train(TrainConfig(**{**TINY, "seed": 3}, out=out), resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(TrainConfig(**TINY, out=str(tmp_path / "none")), resume=True)
+    assert cli.main(["train", "--out", out, "--episodes", "2", "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # CLI resume: flags not given come from the run's config.json
+    assert cli.main(["train", "--out", out, "--episodes", "4", "--resume"]) == 0
+    assert [int(r["episode"]) for r in rows(tmp_path / "run")] == [2, 4]
+
+
+def test_cli_help_and_errors(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "--batch-size" in text and "round-robin" in text and "--resume" in text
+    assert cli.main(["train", "--task", "no_such_task", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown task 'no_such_task'") and err.count("\n") == 1
+    assert cli.main(["train", "--episodes", "0"]) == 2
+    assert "episodes must be a positive int" in capsys.readouterr().err
+    assert cli.main(["evaluate", "/nonexistent/run"]) == 2
+
+
+def test_cli_evaluate_and_gif(tmp_path, tiny_learner, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--no-progress", "--no-tensorboard"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k not in ("progress", "tensorboard")]
+    assert cli.main(args + ["--episodes", "2"]) == 0
+    gif = tmp_path / "ep.gif"
+    assert cli.main(["evaluate", str(out), "--episodes", "3", "--gif", str(gif)]) == 0
+    text = capsys.readouterr().out
+    assert "return/all:" in text
+    assert gif.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
