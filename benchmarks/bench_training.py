@@ -1,0 +1,91 @@
+"""Training throughput: env steps/s with the acting / env / learning / eval split, and ms per gradient step.
+
+1. Trains ``--episodes`` episodes with the real loop (``pgm_marl.train.train``) into a temporary run
+   folder and reads its ``timing.json``. Learning starts after ``--learning-starts`` env steps
+   (default 1024, so that short runs include gradient steps; the paper's schedule starts at 25,600).
+2. Times ``Learner.update`` on a buffer of random transitions with batch 1024 for n = 3
+   (cooperative_navigation) and n = 6 (``mpe2.simple_spread_v3`` with ``N=6``).
+
+Usage: python benchmarks/bench_training.py --task cooperative_navigation --episodes 200 --num-envs 1
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pgm_marl.config import TrainConfig
+from pgm_marl.envs import make_env
+from pgm_marl.replay import ReplayBuffer
+from pgm_marl.train import make_learner, train
+
+
+def bench_loop(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(task=args.task, algo=args.algo, episodes=args.episodes, num_envs=args.num_envs,
+                          learning_starts=args.learning_starts, eval_every=args.episodes,
+                          eval_episodes=args.eval_episodes, checkpoint_every=args.episodes,
+                          buffer_size=max(args.episodes * 25, 1024), out=str(Path(tmp) / "run"),
+                          progress=False, tensorboard=False)
+        timing = json.loads((train(cfg) / "timing.json").read_text())
+    wall = timing["wall"]
+    print(f"\n== training loop: {args.task}, algo {args.algo}, {args.episodes} episodes, "
+          f"num_envs {args.num_envs}, {torch.get_num_threads()} torch threads ==")
+    print(f"env steps {timing['env_steps']}, gradient steps {timing['updates']}, wall {wall:.2f}s, "
+          f"{timing['env_steps'] / wall:.0f} env steps/s")
+    for phase in ("act", "env", "learn", "eval"):
+        print(f"  {phase:<6}{timing[phase]:8.2f}s  {100 * timing[phase] / wall:5.1f}%")
+    other = wall - sum(timing[p] for p in ("act", "env", "learn", "eval"))
+    print(f"  {'other':<6}{other:8.2f}s  {100 * other / wall:5.1f}%  (buffer, logging, checkpoint)")
+
+
+def bench_update(task: str, label: str, algo: str, batch: int, steps: int, **env_kwargs) -> None:
+    _, spec = make_env(task, **env_kwargs)
+    cfg = TrainConfig(task=task, algo=algo, batch_size=batch, progress=False, tensorboard=False)
+    learner = make_learner(spec, cfg)
+    gen = torch.Generator().manual_seed(0)
+    size = 10 * batch
+    buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
+    high = torch.tensor(spec.action_dims)
+    buffer.add(torch.randn(size, spec.state_dim, generator=gen),
+               (torch.rand(size, spec.n_agents, generator=gen) * high).long(),
+               torch.randn(size, spec.n_agents, generator=gen),
+               torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
+    for _ in range(3):  # warm-up
+        learner.update(buffer.sample(batch, gen))
+    start = time.perf_counter()
+    for _ in range(steps):
+        learner.update(buffer.sample(batch, gen))
+    ms = 1000 * (time.perf_counter() - start) / steps
+    print(f"  {label:<40} n={spec.n_agents}  {ms:8.1f} ms / gradient step")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="cooperative_navigation")
+    p.add_argument("--algo", default="masac")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--num-envs", type=int, default=1)
+    p.add_argument("--learning-starts", type=int, default=1024)
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=1024, help="batch of the gradient-step timing")
+    p.add_argument("--grad-steps", type=int, default=20, help="timed gradient steps per setting")
+    p.add_argument("--skip-loop", action="store_true", help="only time gradient steps")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's choice); on a busy machine 1 avoids "
+                        "large per-call slowdowns of small ops")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_loop:
+        bench_loop(args)
+    print(f"\n== Learner.update, batch {args.batch_size}, algo {args.algo} ==")
+    bench_update("cooperative_navigation", "cooperative_navigation", args.algo, args.batch_size, args.grad_steps)
+    bench_update("mpe2.simple_spread_v3", "mpe2.simple_spread_v3 (N=6)", args.algo, args.batch_size,
+                 args.grad_steps, N=6)
+
+
+if __name__ == "__main__":
+    main()
