@@ -99,17 +99,19 @@ class CriticWorld:
         raise RuntimeError("CriticWorld has horizon 1")
 
 
-def actor_terms(actors, critic, state, buffer_actions, alpha, resample_all) -> dict[str, torch.Tensor]:
+def actor_terms(actors, critic, state, buffer_actions, alpha, resample_all, relax=1.0) -> dict[str, torch.Tensor]:
     """Eq. 9 for every agent from the Pyro traces: named terms ``[n]``; the actor loss is ``-terms["elbo"]``.
 
     ``alpha`` is ``[n]`` (>= 0). ``terms["reward"]`` is ``E[Q_i]``, ``terms["log_policy"]`` is
-    ``alpha_i E[log pi_i]``; ``elbo = E[Q_i] - alpha_i E[log pi_i] - alpha_i log|A_i|``.
+    ``alpha_i E[log pi_i]``; ``elbo = E[Q_i] - alpha_i E[log pi_i] - alpha_i log|A_i|``. ``relax``: the
+    Gumbel-softmax temperature, one number or one per agent.
     """
     world = CriticWorld(critic, state, buffer_actions, resample_all)
     policies = NeuralPolicies(actors)
     tempered = temperature(alpha)
     with frozen(critic):
-        return elbo_particles(tempered(agent_model), tempered(policy_guide), world, policies, None, 1.0, "reparam")
+        return elbo_particles(tempered(agent_model), tempered(policy_guide), world, policies, None, 1.0, "reparam",
+                             relax)
 
 
 def exact_actor_terms(actors, critic, state, joint_actions, alpha) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ..models.distributions import GumbelSoftmaxPolicy
+from ..models.distributions import action_distribution
 from .actor import actor_terms, exact_actor_terms
 from .soft_bellman import critic_regression_loss, soft_bellman_target
 from .variants import Algorithm
@@ -58,7 +58,7 @@ class MASACLoss(nn.Module):
         logits = actors(actors.observations(state))
         ys, log_pis = [], []
         for j, d in enumerate(actors.action_dims):
-            pi = GumbelSoftmaxPolicy(torch.tensor(1.0), logits=logits[j, :, :d])
+            pi = action_distribution(logits[j, :, :d], "reparam", self.algorithms[j].relax)
             y = pi.rsample()
             ys.append(y)
             log_pis.append(pi.log_prob(y))
@@ -80,7 +80,8 @@ class MASACLoss(nn.Module):
         """Eq. 9 per agent (``-elbo`` is agent i's actor loss), from Pyro; exact sum where the algorithm says."""
         buffer_actions = one_hot_actions(batch.actions, self.actors.action_dims)
         alpha = self.alpha()
-        terms = actor_terms(self.actors, self.critic, batch.state, buffer_actions, alpha, self.resample_all)
+        relax = [a.relax for a in self.algorithms]
+        terms = actor_terms(self.actors, self.critic, batch.state, buffer_actions, alpha, self.resample_all, relax)
         if self.exact.any():
             joint, _ = self._sample(self.actors, batch.state)
             joint = joint.detach().expand(len(self.algorithms), *joint.shape)

@@ -44,6 +44,8 @@ class Algorithm:
         critic: whether a learned Q_i stands in for the future (eq. 7-8); without it the trajectory ELBO of
             eq. 5 is optimised directly from on-policy episodes.
         target_entropy: for ``temperature="learned"``: the target entropy as a fraction of log |A_i|.
+        relax: Gumbel-softmax temperature of the ``"reparam"`` estimator (1 in section 5.2). The relaxed
+            gradient is biased for discrete actions by O(relax); ``"exact"`` is unbiased.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Algorithm:
     estimator: str = "reparam"
     critic: bool = True
     target_entropy: float = 0.5
+    relax: float = 1.0
 
     def __post_init__(self):
         checks = {
@@ -64,9 +67,14 @@ class Algorithm:
         t = self.temperature
         if not (t in ("paper", "learned") or (isinstance(t, (int, float)) and t >= 0)):
             raise ValueError(f"temperature={t!r} is not valid; accepted: 'paper', 'learned' or a number >= 0")
+        if not self.relax > 0:
+            raise ValueError(f"relax={self.relax!r} is not valid; accepted: a number > 0")
         if not self.critic and self.estimator != "score":
             raise ValueError(f"critic=False needs estimator='score' (got {self.estimator!r}): "
                              "without a critic the simulator is not differentiable")
+        if self.critic and self.estimator == "score":
+            raise ValueError("estimator='score' with a critic is not implemented; accepted with critic=True: "
+                             "'reparam', 'exact'")
 
     def alpha(self, task: str, override: float | None = None) -> float:
         """Initial/fixed temperature for ``task``."""

@@ -37,7 +37,12 @@ import torch
 
 from .distributions import Optimality, action_distribution
 
-__all__ = ["agent_model", "ego_indices", "unroll"]
+__all__ = ["agent_model", "ego_indices", "unroll", "per_agent"]
+
+
+def per_agent(value, j: int):
+    """``value[j]`` for a per-agent sequence, ``value`` itself for a scalar (e.g. the relaxation temperature)."""
+    return value[j] if isinstance(value, (list, tuple)) else value
 
 
 def ego_indices(agent: int | Sequence[int] | None, n_agents: int) -> torch.Tensor:
@@ -84,7 +89,7 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
     ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; must be > 0 here:
     the temperature-0 limit is reached with :func:`pgm_marl.inference.temperature` instead). ``estimator``
     picks the action family (``"reparam"`` relaxed one-hot or ``"score"`` one-hot categorical) so that the
-    prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of ``"reparam"``.
+    prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of ``"reparam"`` (a number, or one per agent).
     """
     if not alpha > 0:
         raise ValueError(f"alpha={alpha!r} is not valid in eq. 3; accepted: alpha > 0 (use the temperature handler for 0)")
@@ -92,6 +97,6 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
 
     def prior_or_other(j, logits, is_ego):  # uniform prior for the ego's own action, pi_j (fixed) otherwise
         logits = torch.where(is_ego, torch.zeros_like(logits), logits.detach())
-        return action_distribution(logits, estimator, relax)
+        return action_distribution(logits, estimator, per_agent(relax, j))
 
     unroll(world, policies, egos, prior_or_other, lambda ll: Optimality(ll / alpha))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .agent_mdp import ego_indices, unroll
+from .agent_mdp import ego_indices, per_agent, unroll
 from .distributions import action_distribution
 
 __all__ = ["policy_guide"]
@@ -27,6 +27,6 @@ def policy_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str
     egos = ego_indices(agent, world.n_agents)
 
     def policy(j, logits, is_ego):  # pi_j for every ego; gradient to theta_j only in agent j's own ELBO
-        return action_distribution(torch.where(is_ego, logits, logits.detach()), estimator, relax)
+        return action_distribution(torch.where(is_ego, logits, logits.detach()), estimator, per_agent(relax, j))
 
     unroll(world, policies, egos, policy, optimality=None)

@@ -1,0 +1,42 @@
+"""Closed forms written without Pyro, as independent checks (tests) and as the baseline of the overhead benchmark.
+
+Training never calls these: the actor step goes through the Pyro model and guide (:mod:`.actor`).
+"""
+from __future__ import annotations
+
+import torch
+from pyro.distributions import RelaxedOneHotCategorical
+
+__all__ = ["eq9_actor_loss"]
+
+
+def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, relax: float = 1.0) -> torch.Tensor:
+    r"""Eq. 9 per agent, ``[n]``: ``E_s E_{a~pi}[alpha_i log pi_i(a_i|o_i) - Q_i(s, a)] + alpha_i log|A_i|``.
+
+    Agent i's critic sees its own relaxed sample (with gradient), the other agents' samples without gradient
+    (``resample_all[i]``) or their buffer actions (MADDPG). Draws the Gumbel noise in the same order and shape
+    as the Pyro guide (one ``[B, n, A_j]`` draw per agent), so with the same seed both agree exactly.
+    """
+    dims = actors.action_dims
+    n, batch = len(dims), state.shape[0]
+    logits = actors(actors.observations(state))
+    ys, log_pi_own = [], []
+    for j, d in enumerate(dims):
+        lj = logits[j, :, :d]
+        y = RelaxedOneHotCategorical(torch.tensor(relax), logits=lj.unsqueeze(1).expand(batch, n, d)).rsample()
+        keep = ~(resample_all | (torch.arange(n) == j))  # egos that read a_j from the buffer
+        y = torch.where(keep[None, :, None], buffer_actions[j].unsqueeze(1), y)
+        own = torch.arange(n) == j
+        ys.append(torch.where(own[None, :, None], y, y.detach()))
+        log_pi_own.append((y[:, j] * lj.log_softmax(-1)).sum(-1))
+    joint = torch.cat(ys, -1).movedim(1, 0)  # [n, B, sum A]
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    try:
+        q = critic.min(state, joint)  # [n, B]
+    finally:
+        for p in critic.parameters():
+            p.requires_grad_(True)
+    log_pi = torch.stack(log_pi_own)  # [n, B]
+    log_a = torch.log(torch.tensor(dims, dtype=q.dtype))
+    return (alpha[:, None] * log_pi - q).mean(-1) + alpha * log_a
