@@ -60,6 +60,15 @@ def _real_learner_available():
         return False
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread avoids large slowdowns on a busy 2-core CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_learner(monkeypatch):
     monkeypatch.setattr(train_mod, "make_learner", TinyLearner)
