@@ -83,19 +83,19 @@ class CriticWorld:
     def initial(self):
         return dist.Delta(self.state.unsqueeze(-2), event_dim=1)
 
-    def replayed(self, j, d, is_ego):
+    def replayed(self, j, d, is_ego, t=0):
         keep = ~(self.resample_all.unsqueeze(-1) | is_ego)  # [n_ego, 1]: egos that read a_j from the buffer
         if not keep.any():
             return d
         return Replayed(d, self.buffer_actions[j].unsqueeze(-2), keep.squeeze(-1))
 
-    def log_likelihood(self, s, actions, egos):
+    def log_likelihood(self, s, actions, egos, t=0):
         if len(egos) != self.n_agents:
             raise ValueError(f"CriticWorld needs every agent as an ego; got egos {egos.tolist()}")
         joint = torch.cat(actions, -1).movedim(-2, 0)  # [n_ego, B, sum A]: ego e's joint action sample
         return self.critic.min(self.state, joint).movedim(0, -1)  # [B, n_ego]
 
-    def transition(self, s, actions):  # horizon 1: the critic already accounts for the future
+    def transition(self, s, actions, t=0):  # horizon 1: the critic already accounts for the future
         raise RuntimeError("CriticWorld has horizon 1")
 
 

@@ -23,9 +23,9 @@ critic matmul for all agents in MA-SAC). Agent ``j``'s action site then has one 
 the uniform prior where ``ego == j`` and as ``pi_j`` elsewhere.
 
 A *world* supplies the game (duck-typed; see :mod:`pgm_marl.models.worlds`): ``n_agents``, ``horizon``,
-``plate()`` (data plate or a null context), ``initial()``, optionally ``replayed(j, dist, is_ego)`` (pin some
-actions to recorded data), ``log_likelihood(s, actions, egos)`` (``r_e(s, a)`` for
-each ego, or a critic standing in for the future) and ``transition(s, actions)``. *Policies* supply
+``plate()`` (data plate or a null context), ``initial()``, optionally ``replayed(j, dist, is_ego, t)`` (pin
+some actions to recorded data), ``log_likelihood(s, actions, egos, t)`` (``r_e(s, a)``
+for each ego, or a critic standing in for the future) and ``transition(s, actions, t)``. *Policies* supply
 ``logits(j, s)``: agent j's action logits at state ``s``.
 """
 from __future__ import annotations
@@ -73,14 +73,14 @@ def unroll(world, policies, egos: torch.Tensor, action_dist: Callable, optimalit
                     info = {"kind": "action", "agent": j, "t": t, "egos": egos}
                     d = action_dist(j, logits, is_ego)
                     if hasattr(world, "replayed"):  # e.g. MADDPG: a_{-i} from the replay buffer, not resampled
-                        d = world.replayed(j, d, is_ego)
+                        d = world.replayed(j, d, is_ego, t)
                     actions.append(pyro.sample(site, d, infer=info))
                 if optimality:
-                    ll = world.log_likelihood(s, actions, egos)  # r_e(s_t, a_t), [..., n_ego]
+                    ll = world.log_likelihood(s, actions, egos, t)  # r_e(s_t, a_t), [..., n_ego]
                     pyro.sample(f"o_{t}", optimality(ll), obs=torch.ones_like(ll),
                                 infer={"kind": "optimality", "t": t, "egos": egos})
                 if t + 1 < world.horizon:
-                    s = pyro.sample(f"s_{t + 1}", world.transition(s, actions), infer={"kind": "state", "t": t + 1})
+                    s = pyro.sample(f"s_{t + 1}", world.transition(s, actions, t), infer={"kind": "state", "t": t + 1})
 
 
 def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str = "reparam", relax: float = 1.0) -> None:

@@ -57,11 +57,7 @@ class _TrackedStep(SimulatorStep):
 
 
 class _BlackBox:
-    """Wraps a simulator world: outputs depend on all inputs; the ego plate's size-1 dim is dropped from ``s``.
-
-    The dim is dropped because ``SimulatorWorld.transition`` finds the step by ``torch.equal`` against its
-    unbatched states, which fails for ``s`` of shape ``[1, D]`` (sampled inside the ego plate) at ``t >= 1``.
-    """
+    """Wraps a simulator world: its outputs depend on all its inputs (``s_t`` and ``a^t``)."""
 
     def __init__(self, world):
         self.world = world
@@ -72,18 +68,15 @@ class _BlackBox:
     @staticmethod
     def _inputs(s, actions):
         prov = get_provenance(s).union(*(get_provenance(a) for a in actions))
-        s = detach_provenance(s)
-        while s.dim() > 1 and s.shape[0] == 1:
-            s = s[0]
-        return s, [detach_provenance(a) for a in actions], prov
+        return detach_provenance(s), [detach_provenance(a) for a in actions], prov
 
-    def log_likelihood(self, s, actions, egos):
+    def log_likelihood(self, s, actions, egos, t):
         s, actions, prov = self._inputs(s, actions)
-        return ProvenanceTensor(self.world.log_likelihood(s, actions, egos), prov)
+        return ProvenanceTensor(self.world.log_likelihood(s, actions, egos, t), prov)
 
-    def transition(self, s, actions):
+    def transition(self, s, actions, t):
         s, actions, prov = self._inputs(s, actions)
-        return _TrackedStep(self.world.transition(s, actions).value, prov)
+        return _TrackedStep(self.world.transition(s, actions, t).value, prov)
 
 
 def _alternatives(site):

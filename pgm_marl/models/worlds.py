@@ -40,12 +40,12 @@ class TabularWorld:
     def initial(self):
         return dist.Categorical(probs=self.game.initial)
 
-    def log_likelihood(self, s, actions, egos):
+    def log_likelihood(self, s, actions, egos, t=None):
         """``r_e(s, a)`` for each ego (eq. 3 before the temperature), multilinear in (relaxed) one-hot actions."""
         batch = torch.broadcast_shapes(s.shape, *(a.shape[:-1] for a in actions))
         return ego_gather(self.game.reward(s.expand(batch), [a.expand(batch + a.shape[-1:]) for a in actions]), egos)
 
-    def transition(self, s, actions):
+    def transition(self, s, actions, t=None):
         batch = torch.broadcast_shapes(s.shape, *(a.shape[:-1] for a in actions))
         probs = self.game.transition_probs(s.expand(batch), [a.expand(batch + a.shape[-1:]) for a in actions])
         return dist.Categorical(probs=probs)
@@ -74,8 +74,8 @@ class TabularPolicies:
 class SimulatorWorld:
     """A PettingZoo parallel env as agent i's world; states are concatenated observations (section 4.3).
 
-    The simulator is stepped once per time step, the first time a site of that step is evaluated, and the
-    result is cached, so model and guide see the same step (their dynamics factors cancel). ``rewards`` are
+    The simulator is stepped once per time step ``t``, the first time a site of that step is evaluated, and
+    the result is cached, so model and guide see the same step (their dynamics factors cancel). ``rewards`` are
     the env's own (unshifted: the optimality factor is then unnormalized, which changes no gradient).
     Meant for tracing and drawing the model on a real task, with ``agent=i`` and no particle plate.
     """
@@ -104,17 +104,10 @@ class SimulatorWorld:
     def initial(self):
         return SimulatorStep(self._states[0])
 
-    def _time(self, s):
-        """The step at which ``s`` was produced (states carry no time index; MPE states do not repeat)."""
-        row = s.reshape(-1, s.shape[-1])[0]
-        return next(k for k, st in enumerate(self._states) if torch.equal(st, row))
-
-    def log_likelihood(self, s, actions, egos):
-        t = self._time(s)
+    def log_likelihood(self, s, actions, egos, t):
         self._step(t, actions)
         return ego_gather(self._rewards[t].expand(egos.shape + (self.n_agents,)), egos)
 
-    def transition(self, s, actions):
-        t = self._time(s)
+    def transition(self, s, actions, t):
         self._step(t, actions)
         return SimulatorStep(self._states[t + 1])
