@@ -45,6 +45,8 @@ class TrainConfig:
     out: str = _f("runs/default", "run folder: config.json, metrics.csv, learning_curve.png, checkpoint.pt")
     tensorboard: bool = _f(True, "also log to TensorBoard (only if torch.utils.tensorboard is importable)")
     progress: bool = _f(True, "show a progress bar")
+    threads: int = _f(1, "torch intra-op threads (1: small networks gain little from more, and parallel "
+                      "runs on a small machine do not oversubscribe it)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -52,7 +54,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise a one-line ``ValueError`` naming the bad field, its value and what is accepted."""
         positive = ("episodes", "max_cycles", "num_envs", "batch_size", "buffer_size", "update_every",
-                    "hidden", "eval_every", "eval_episodes", "checkpoint_every")
+                    "hidden", "eval_every", "eval_episodes", "checkpoint_every", "threads")
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -26,7 +26,7 @@ from .metrics import MetricsLogger, plot_learning_curve
 from .replay import ReplayBuffer
 
 #: fields that may differ between a checkpoint and the config that resumes it
-RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorboard")
+RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorboard", "threads")
 
 
 def make_learner(spec, cfg: TrainConfig):
@@ -75,6 +75,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if ckpt is not None:
         _check_resume(cfg, ckpt["config"], ckpt_path)
 
+    torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -71,6 +71,7 @@ def test_critic_loss_matches_eq8_by_hand(comm):
     ys, lps = [], []
     for j, d in enumerate(comm.action_dims):
         y = torch.distributions.RelaxedOneHotCategorical(torch.tensor(1.0), logits=la[j, :, :d]).rsample()
+        y = torch.nn.functional.one_hot(y.argmax(-1), d).float()  # a' ~ pi exactly (Gumbel-max)
         ys.append(y)
         lps.append((y * la[j, :, :d].log_softmax(-1)).sum(-1))
     with torch.no_grad():

@@ -1,20 +1,15 @@
 """Tabular check of the derivation: the unchanged MA-SAC update code on tabular actors/critics vs exact answers.
 
-Measured (seed 0, this file's settings; see also the notes on the Gumbel-softmax bias below):
+Measured (seed 0, this file's settings):
 
-* discounted game, ``masac``: max |Q_learned - exact_soft_q| = 0.031 (agent 0), 0.017 (agent 1); of this about
-  0.023 / 0.014 is the bias of the relaxed next action a' in the critic target (see below);
-* one-step game: TV(pi_i, soft best response to pi_-i) max over states = 0.048 (``masac-exact``), 0.125
-  (``masac``).
+* discounted game, ``masac``: max |Q_learned - exact_soft_q| = 0.010 (agent 0), 0.011 (agent 1);
+* one-step game: TV(pi_i, soft best response to pi_-i), max over states and agents = 0.011 (``masac-exact``),
+  0.103 (``masac``; 0.022 with Gumbel-softmax temperature 0.3).
 
-Why not 0.02 in the one-step game: the learner feeds *relaxed* Gumbel-softmax samples y (temperature 1) for the
-other agents' actions into the critic, also in the ``exact`` estimator (``MASACLoss._sample``) and for a' in the
-critic target. With a multilinear critic ``E[Q(s, a_i, y_-i)] = Q(s, a_i, E[y_-i])`` and ``E[y] != pi``
-(it is pulled toward uniform, e.g. pi = (0.7, 0.3) gives E[y] = (0.64, 0.36)), so ``masac-exact`` converges to
-the soft best response to E[y_-i] (TV 0.002 to that) instead of to pi_-i. With hard one-hot samples in
-``_sample`` (an experiment, not in the library) the same run reaches TV 0.013. The strict requirement is
-therefore an ``xfail(strict=True)`` until the learner samples hard actions there; the looser bounds below
-guard the current behaviour.
+The critic target's a' and the other agents' actions are exact (Gumbel-max) draws, so ``masac-exact`` is
+unbiased and meets the 0.02 requirement. ``masac`` relaxes agent i's own action (Gumbel-softmax, temperature 1,
+as section 5.2) to get a pathwise gradient; for discrete actions that gradient is biased (E[y] != pi, see
+tests/test_masac.py), which shows here as a larger, documented distance.
 """
 import pytest
 import torch
@@ -85,13 +80,10 @@ def one_step():
     return tvs
 
 
-@pytest.mark.xfail(strict=True, reason="learner feeds relaxed Gumbel-softmax a_-i to the critic in the exact "
-                   "estimator: measured TV 0.048 (see module docstring)")
 def test_one_step_exact_estimator_is_soft_best_response(one_step):
     assert one_step["masac-exact"] < 0.02
 
 
-@pytest.mark.parametrize("algo, bound", [("masac-exact", 0.07), ("masac", 0.2)])
-def test_one_step_policies_near_soft_best_responses(one_step, algo, bound):
-    # current bounds (measured 0.048 / 0.125): bias of the relaxed samples, see the module docstring
-    assert one_step[algo] < bound, f"{algo}: TV to soft best response {one_step[algo]:.4f}"
+def test_one_step_relaxed_estimator_is_near_soft_best_response(one_step):
+    # measured 0.103: the bias of the relaxed own action (module docstring)
+    assert one_step["masac"] < 0.15, f"masac: TV to soft best response {one_step['masac']:.4f}"

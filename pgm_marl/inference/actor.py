@@ -104,14 +104,15 @@ def actor_terms(actors, critic, state, buffer_actions, alpha, resample_all, rela
 
     ``alpha`` is ``[n]`` (>= 0). ``terms["reward"]`` is ``E[Q_i]``, ``terms["log_policy"]`` is
     ``alpha_i E[log pi_i]``; ``elbo = E[Q_i] - alpha_i E[log pi_i] - alpha_i log|A_i|``. ``relax``: the
-    Gumbel-softmax temperature, one number or one per agent.
+    Gumbel-softmax temperature, one number or one per agent. Only a_i is relaxed in agent i's terms; the
+    other agents' resampled actions are exact draws (Gumbel-max), as they carry no gradient there.
     """
     world = CriticWorld(critic, state, buffer_actions, resample_all)
     policies = NeuralPolicies(actors)
     tempered = temperature(alpha)
     with frozen(critic):
         return elbo_particles(tempered(agent_model), tempered(policy_guide), world, policies, None, 1.0, "reparam",
-                             relax)
+                             relax, True)
 
 
 def exact_actor_terms(actors, critic, state, joint_actions, alpha) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ..models.distributions import action_distribution
+from ..models.distributions import action_distribution, harden
 from .actor import actor_terms, exact_actor_terms
 from .soft_bellman import critic_regression_loss, soft_bellman_target
 from .variants import Algorithm
@@ -54,12 +54,14 @@ class MASACLoss(nn.Module):
         return torch.where(self.learned, self.log_alpha.detach().exp(), self.fixed_alpha)
 
     def _sample(self, actors, state):
-        """Relaxed joint action ``[B, sum A]`` from ``actors`` and ``log pi_i(a_i)`` ``[n, B]`` (eq. 7's a')."""
+        """Joint action ``[B, sum A]`` drawn exactly from ``actors`` (one-hot, Gumbel-max) and ``log pi_i(a_i)``
+        ``[n, B]``: eq. 7's a', and a_{-i} of the exact estimator. No gradient flows through these draws, so
+        no relaxation is needed, and the critic is queried at one-hot actions like those it is trained on."""
         logits = actors(actors.observations(state))
         ys, log_pis = [], []
         for j, d in enumerate(actors.action_dims):
             pi = action_distribution(logits[j, :, :d], "reparam", self.algorithms[j].relax)
-            y = pi.rsample()
+            y = harden(pi.rsample())
             ys.append(y)
             log_pis.append(pi.log_prob(y))
         return torch.cat(ys, -1), torch.stack(log_pis)

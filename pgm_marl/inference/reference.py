@@ -13,8 +13,8 @@ __all__ = ["eq9_actor_loss"]
 def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, relax: float = 1.0) -> torch.Tensor:
     r"""Eq. 9 per agent, ``[n]``: ``E_s E_{a~pi}[alpha_i log pi_i(a_i|o_i) - Q_i(s, a)] + alpha_i log|A_i|``.
 
-    Agent i's critic sees its own relaxed sample (with gradient), the other agents' samples without gradient
-    (``resample_all[i]``) or their buffer actions (MADDPG). Draws the Gumbel noise in the same order and shape
+    Agent i's critic sees its own relaxed sample (with gradient), the other agents' exact one-hot samples
+    (argmax of the same Gumbel noise; ``resample_all[i]``) or their buffer actions (MADDPG). Draws the Gumbel noise in the same order and shape
     as the Pyro guide (one ``[B, n, A_j]`` draw per agent), so with the same seed both agree exactly.
     """
     dims = actors.action_dims
@@ -24,9 +24,10 @@ def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, r
     for j, d in enumerate(dims):
         lj = logits[j, :, :d]
         y = RelaxedOneHotCategorical(torch.tensor(relax), logits=lj.unsqueeze(1).expand(batch, n, d)).rsample()
-        keep = ~(resample_all | (torch.arange(n) == j))  # egos that read a_j from the buffer
-        y = torch.where(keep[None, :, None], buffer_actions[j].unsqueeze(1), y)
         own = torch.arange(n) == j
+        y = torch.where(own[None, :, None], y, torch.nn.functional.one_hot(y.detach().argmax(-1), d).to(y.dtype))
+        keep = ~(resample_all | own)  # egos that read a_j from the buffer
+        y = torch.where(keep[None, :, None], buffer_actions[j].unsqueeze(1), y)
         ys.append(torch.where(own[None, :, None], y, y.detach()))
         log_pi_own.append((y[:, j] * lj.log_softmax(-1)).sum(-1))
     joint = torch.cat(ys, -1).movedim(1, 0)  # [n, B, sum A]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from pyro.distributions import OneHotCategorical, RelaxedOneHotCategorical, TorchDistribution, constraints
 
-__all__ = ["GumbelSoftmaxPolicy", "Optimality", "SimulatorStep", "action_distribution", "ESTIMATORS"]
+__all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "Optimality", "SimulatorStep", "Replayed", "action_distribution",
+           "harden", "ESTIMATORS"]
 
 #: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
 #: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
@@ -35,6 +36,42 @@ class GumbelSoftmaxPolicy(RelaxedOneHotCategorical):
         return (value * self.logits).sum(-1)
 
 
+def harden(y: torch.Tensor) -> torch.Tensor:
+    """Gumbel-max: the one-hot argmax of a relaxed sample is an exact categorical sample (same noise)."""
+    return torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+
+
+class PartlyHard(TorchDistribution):
+    """A :class:`GumbelSoftmaxPolicy` whose samples are hardened (:func:`harden`) where ``hard`` is True.
+
+    In agent i's guide only a_i needs the relaxation (its pathwise gradient); the other agents' actions are
+    constants there, so they are drawn exactly from ``pi_j`` (the expectation over a_{-i} in eq. 9 is then
+    unbiased). ``log_prob`` is the extended categorical one, which is exact at one-hot values.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base: GumbelSoftmaxPolicy, hard: torch.Tensor, validate_args=None):
+        self.base, self.hard = base, hard
+        super().__init__(torch.broadcast_shapes(base.batch_shape, hard.shape), base.event_shape, validate_args=False)
+
+    has_rsample = True
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return PartlyHard(self.base.expand(batch_shape), self.hard)
+
+    def rsample(self, sample_shape=torch.Size()):
+        y = self.base.rsample(sample_shape)
+        return torch.where(self.hard.unsqueeze(-1), harden(y.detach()), y)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+
 class Optimality(TorchDistribution):
     r"""Eq. 3: the optimality variable ``o ~ Bernoulli(exp(l))`` with ``l = r / alpha``.
 
@@ -55,7 +92,8 @@ class Optimality(TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         one = self.log_prob_one
-        return torch.where(value.bool(), one, torch.log(-torch.expm1(one.clamp(max=0.0))))
+        # the unselected branch must stay finite at one == 0, or its (masked) gradient is 0 * inf = nan
+        return torch.where(value.bool(), one, torch.log(-torch.expm1(one.clamp(max=-1e-12))))
 
     def sample(self, sample_shape=torch.Size()):
         probs = self.log_prob_one.clamp(max=0.0).exp().expand(self._extended_shape(sample_shape))

@@ -1,0 +1,124 @@
+r"""``reinforce-elbo``: direct SVI on the trajectory ELBO of eq. 5 with the score-function estimator, no critic.
+
+Section 4.3: "one can directly optimize ELBO_i using the REINFORCE gradient estimation trick". With the
+guide's actions sampled from the policies (on-policy episodes), the gradient of eq. 5 is
+
+.. math::
+
+    \nabla_{\theta_i}\mathrm{ELBO}_i = \mathbb E_q\Big[\sum_t \nabla_{\theta_i}\log\pi_i(a_i^t \mid s_t)\,
+        \big(G_i^t - b_i^t\big)\Big], \qquad
+    G_i^t = \sum_{t' \ge t} \Big(\frac{r_i^{t'}}{\alpha} + \log p(a_i^{t'}) - \log\pi_i(a_i^{t'} \mid s_{t'})\Big),
+
+(costs before t do not depend on ``a_i^t``; the direct ``-\nabla \log \pi_i`` term has expectation 0 and is
+dropped). ``b_i^t`` is a leave-one-out baseline: the mean of ``G_i^t`` over the *other* samples of the batch,
+independent of the sample it corrects, so the estimate stays unbiased. Every term is read off the Pyro traces
+of :func:`agent_model` / :func:`policy_guide`, grouped by each site's time step ``infer["t"]``.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import torch
+from pyro import poutine
+
+from ..models.agent_mdp import agent_model
+from ..models.distributions import SimulatorStep
+from ..models.guide import policy_guide
+from .elbo import MAX_PLATE_NESTING
+
+__all__ = ["EpisodeWorld", "Recorded", "reinforce_surrogate"]
+
+
+class Recorded(pyro.distributions.TorchDistribution):
+    """``base`` whose sample is a value already drawn from it (an on-policy episode); log-density is ``base``'s."""
+
+    arg_constraints = {}
+    has_rsample = False
+
+    def __init__(self, base, value):
+        self.base, self.value = base, value
+        super().__init__(torch.broadcast_shapes(base.batch_shape, value.shape[:-1]), base.event_shape,
+                         validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return Recorded(self.base.expand(batch_shape), self.value)
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.value.expand(sample_shape + self.batch_shape + self.event_shape)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+
+class EpisodeWorld:
+    """K recorded episodes of a simulator as agent i's world (states, one-hot actions, rewards per step).
+
+    ``states [T+1, K, D]``, ``actions`` list of one-hot ``[T, K, A_j]``, ``rewards [T, K, n]``. The dynamics
+    are :class:`SimulatorStep` point masses at the recorded next states (identical in model and guide).
+    """
+
+    def __init__(self, states, actions, rewards):
+        self.states, self.actions, self.rewards = states, actions, rewards
+        self.horizon, self.n_agents = rewards.shape[0], rewards.shape[-1]
+
+    @contextlib.contextmanager
+    def plate(self):
+        with pyro.plate("batch", self.states.shape[1], dim=-2):
+            yield
+
+    def initial(self):
+        return SimulatorStep(self.states[0].unsqueeze(-2))
+
+    def replayed(self, j, d, is_ego, t):
+        return Recorded(d, self.actions[j][t].unsqueeze(-2))
+
+    def log_likelihood(self, s, actions, egos, t):
+        return self.rewards[t][:, egos]  # [K, n_ego]
+
+    def transition(self, s, actions, t):
+        return SimulatorStep(self.states[t + 1].unsqueeze(-2))
+
+
+def _per_sample(log_prob: torch.Tensor, num_particles) -> torch.Tensor:
+    """A site's log-prob as ``[N, n_ego]``: N = particles (summing the data plate) or the data plate itself."""
+    dims = MAX_PLATE_NESTING + (0 if num_particles is None else 1)
+    x = log_prob.reshape((1,) * (dims - log_prob.dim()) + tuple(log_prob.shape))
+    return x.sum(-2) if num_particles is not None else x
+
+
+def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None):
+    """Score-function surrogate of eq. 5 with reward-to-go and a leave-one-out baseline.
+
+    Returns ``(surrogate, elbo)``: ``surrogate`` is a scalar whose gradient w.r.t. every agent's policy
+    parameters is the unbiased estimate of ``sum_i grad ELBO_i`` (mean over the N samples); ``elbo`` ``[n_ego]``
+    is the Monte-Carlo value of each ELBO_i. ``alpha > 0`` is the temperature of eq. 3.
+    """
+    args = (world, policies, None, alpha, "score")
+    wrap = (lambda f: f) if num_particles is None else pyro.plate("particles", num_particles, dim=-(MAX_PLATE_NESTING + 1))
+    guide_tr = poutine.trace(wrap(policy_guide)).get_trace(*args)
+    model_tr = poutine.trace(poutine.replay(wrap(agent_model), trace=guide_tr)).get_trace(*args)
+    guide_tr.compute_log_prob()
+    model_tr.compute_log_prob()
+    horizon = world.horizon
+    cost = [0.0] * horizon  # log p - log q of the sites of step t, [N, n_ego]
+    score = [0.0] * horizon  # log pi_i(a_i^t | s_t) of the ego's own action (carries the gradient)
+    for sign, trace in ((1.0, model_tr), (-1.0, guide_tr)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or "t" not in site["infer"]:
+                continue
+            t = min(site["infer"]["t"], horizon - 1)
+            lp = _per_sample(site["log_prob"], num_particles)
+            cost[t] = cost[t] + sign * lp.detach()
+            if sign < 0 and site["infer"]["kind"] == "action":
+                own = (site["infer"]["egos"] == site["infer"]["agent"]).to(lp.dtype)
+                score[t] = score[t] + lp * own
+    togo = torch.stack(torch.broadcast_tensors(*cost)).flip(0).cumsum(0).flip(0)  # [T, N, n_ego]
+    n = togo.shape[1]
+    baseline = (togo.sum(1, keepdim=True) - togo) / max(n - 1, 1)  # leave-one-out mean over the other samples
+    surrogate = sum((score[t] * (togo[t] - baseline[t])).mean(0).sum() for t in range(horizon))
+    return surrogate, togo[0].mean(0)
