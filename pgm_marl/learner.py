@@ -8,12 +8,34 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
 
+from .inference.actor import NeuralPolicies
 from .inference.masac import MASACLoss
+from .inference.reinforce import EpisodeWorld, reinforce_surrogate
 from .inference.variants import parse_algo_spec
 from .networks import Actors, TwinCritics, polyak_update
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "ReinforceLearner", "make_learner"]
+
+
+def make_learner(spec, cfg):
+    """The learner the algorithms call for: off-policy with critics, or on-policy without (reinforce-elbo)."""
+    algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+    critics = {a.critic for a in algorithms}
+    if len(critics) > 1:
+        raise ValueError(f"--algo {cfg.algo!r} mixes critic-free (reinforce-elbo) and critic-based algorithms; "
+                         "accepted: all agents with a critic, or all without")
+    return Learner(spec, cfg) if critics == {True} else ReinforceLearner(spec, cfg)
+
+
+@torch.no_grad()
+def act(actors, obs, deterministic: bool = False) -> torch.Tensor:
+    """Decentralised execution: agent i acts on its own observation. Returns ``LongTensor [K, n]``."""
+    logits = actors(actors.pad_obs(obs))  # [n, K, A_max]; padded actions have probability 0
+    if deterministic:  # section 5.3: evaluate the most probable action
+        return logits.argmax(-1).T
+    return torch.distributions.Categorical(logits=logits).sample().T
 
 
 class Learner:
@@ -28,8 +50,7 @@ class Learner:
         self.spec, self.cfg = spec, cfg
         self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
         if any(not a.critic for a in self.algorithms):
-            raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms (reinforce-elbo) train with "
-                             "pgm_marl.inference.reinforce, not the off-policy learner")
+            raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms train with ReinforceLearner")
         self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
         torch.manual_seed(cfg.seed)  # network initialisation
         self.actors = actors if actors is not None else Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
@@ -45,13 +66,8 @@ class Learner:
             "loss/temperature": torch.optim.Adam([self.loss.log_alpha], lr=cfg.lr),
         }
 
-    @torch.no_grad()
     def act(self, obs, deterministic: bool = False) -> torch.Tensor:
-        """Decentralised execution: agent i acts on its own observation. Returns ``LongTensor [K, n]``."""
-        logits = self.actors(self.actors.pad_obs(obs))  # [n, K, A_max]; padded actions have probability 0
-        if deterministic:  # section 5.3: evaluate the most probable action
-            return logits.argmax(-1).T
-        return torch.distributions.Categorical(logits=logits).sample().T
+        return act(self.actors, obs, deterministic)
 
     def update(self, batch) -> dict[str, float]:
         """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets."""
@@ -83,3 +99,50 @@ class Learner:
             self.loss.log_alpha.copy_(state["log_alpha"])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
+
+
+class ReinforceLearner:
+    """``reinforce-elbo``: SVI on the trajectory ELBO (eq. 5) of each agent from on-policy episodes, no critic.
+
+    After every round of ``num_envs`` episodes the training loop calls :meth:`update_episodes`; the gradient is
+    the score-function estimate of :func:`~pgm_marl.inference.reinforce.reinforce_surrogate` (reward-to-go,
+    leave-one-out baseline over the episodes of the round, so ``num_envs >= 2``).
+    """
+
+    on_policy = True
+
+    def __init__(self, spec, cfg):
+        spec.require_discrete()
+        if cfg.num_envs < 2:
+            raise ValueError(f"num_envs={cfg.num_envs} is too small for reinforce-elbo's leave-one-out baseline; "
+                             "accepted: num_envs >= 2 (e.g. 16)")
+        self.spec, self.cfg = spec, cfg
+        self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+        self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
+        alphas = [a.alpha(cfg.task, cfg.alpha) for a in self.algorithms]
+        if min(alphas) <= 0:
+            raise ValueError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got {alphas}")
+        self.alpha = torch.tensor(alphas)
+        torch.manual_seed(cfg.seed)
+        self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
+        self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
+
+    def act(self, obs, deterministic: bool = False) -> torch.Tensor:
+        return act(self.actors, obs, deterministic)
+
+    def update_episodes(self, states, actions, rewards) -> dict[str, float]:
+        """One SVI step on ``sum_i ELBO_i`` from states ``[T+1, K, D]``, actions ``[T, K, n]``, rewards ``[T, K, n]``."""
+        one_hot = [nn.functional.one_hot(actions[..., j], d).float() for j, d in enumerate(self.actors.action_dims)]
+        world = EpisodeWorld(states, one_hot, rewards)
+        surrogate, elbo = reinforce_surrogate(world, NeuralPolicies(self.actors), self.alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        (-surrogate).backward()
+        self.optimizer.step()
+        return {f"elbo/{a}": float(e) for a, e in zip(self.spec.agents, elbo)}
+
+    def state_dict(self) -> dict:
+        return {"actors": self.actors.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actors.load_state_dict(state["actors"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -31,8 +31,8 @@ RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorb
 
 def make_learner(spec, cfg: TrainConfig):
     """Build the learner (imported lazily so that the training infrastructure imports without it)."""
-    from .learner import Learner
-    return Learner(spec, cfg)
+    from .learner import make_learner as build
+    return build(spec, cfg)
 
 
 def learner_generators(learner, replay_gen: torch.Generator) -> Dict[str, torch.Generator]:
@@ -119,20 +119,32 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if counters["episode"] > 0 or ckpt is not None:  # (the very first round uses the seeded reset)
                 obs = venv.reset()  # each round starts from a fresh reset that continues each copy's RNG
             diagnostics = {}
+            on_policy = getattr(learner, "on_policy", False)  # reinforce-elbo learns from the round's episodes
+            states, round_actions, rewards = [], [], []
             for _ in range(cfg.max_cycles):
                 with timer("act"):
                     actions = learner.act(obs)
                 with timer("env"):
                     res = venv.step(actions)
                 buffer.add(venv.state(obs), actions, res.reward, venv.state(res.next_obs), res.terminated)
+                if on_policy:
+                    states.append(venv.state(obs))
+                    round_actions.append(actions)
+                    rewards.append(res.reward)
                 obs = res.obs
                 before, counters["env_steps"] = counters["env_steps"], counters["env_steps"] + cfg.num_envs
                 due = counters["env_steps"] // cfg.update_every - before // cfg.update_every
-                if counters["env_steps"] >= cfg.learning_starts and len(buffer) >= cfg.batch_size:
+                if not on_policy and counters["env_steps"] >= cfg.learning_starts and len(buffer) >= cfg.batch_size:
                     with timer("learn"):
                         for _ in range(due):
                             diagnostics = learner.update(buffer.sample(cfg.batch_size, replay_gen))
                             counters["updates"] += 1
+            if on_policy:
+                with timer("learn"):
+                    states.append(venv.state(res.next_obs))
+                    diagnostics = learner.update_episodes(torch.stack(states), torch.stack(round_actions),
+                                                          torch.stack(rewards))
+                counters["updates"] += 1
             before, counters["episode"] = counters["episode"], counters["episode"] + cfg.num_envs
             done = counters["episode"] >= cfg.episodes
             if diagnostics:

@@ -87,13 +87,14 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
                 hard_others: bool = False) -> None:
     """Figure 1 / eq. 2-3: agent ``agent``'s MDP with optimality variables observed at 1.
 
-    ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; must be > 0 here:
+    ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; a number or one per
+    ego; must be > 0 here:
     the temperature-0 limit is reached with :func:`pgm_marl.inference.temperature` instead). ``estimator``
     picks the action family (``"reparam"`` relaxed one-hot or ``"score"`` one-hot categorical) so that the
     prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of ``"reparam"`` (a
     number, or one per agent). ``hard_others`` only matters to the guide (the model replays its values).
     """
-    if not alpha > 0:
+    if not bool(torch.all(torch.as_tensor(alpha) > 0)):
         raise ValueError(f"alpha={alpha!r} is not valid in eq. 3; accepted: alpha > 0 (use the temperature handler for 0)")
     egos = ego_indices(agent, world.n_agents)
 
