@@ -13,10 +13,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-## Short MA-SAC training run on cooperative navigation: progress bar, runs/quickstart/{metrics.csv,learning_curve.png}
+RUN_OUT ?= runs/quickstart/$(shell date +%Y%m%d-%H%M%S)
+
+## Short MA-SAC training run on cooperative navigation (a few minutes on 2 CPU cores): progress bar,
+## $(RUN_OUT)/{metrics.csv,learning_curve.png}. The paper-scale runs are in benchmarks/paper_runs.sh.
 run: $(STAMP)
 	$(BIN)/pgm-marl train --task cooperative_navigation --algo masac --seed 0 \
-		--episodes 300 --eval-every 100 --eval-episodes 20 --out runs/quickstart
+		--episodes 1500 --learning-starts 2500 --eval-every 100 --eval-episodes 20 --out $(RUN_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -25,4 +28,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_envs.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV)  # runs/ is kept: results are never deleted by make
