@@ -1,0 +1,152 @@
+"""Learning curves of several runs, grouped by label: mean ± std over seeds, and a table of final returns.
+
+Each ``--group LABEL=PATTERN`` names run folders by glob pattern (one folder per seed, each with the
+``metrics.csv`` that ``pgm-marl train`` writes: one row per evaluation with deterministic policies). Runs of
+one group are aligned on the evaluation episodes they all have (so a shorter, still-running seed truncates
+its group to its length); the plot shows the mean over seeds with a ± 1 std band, and the table gives per
+group, over seeds, the return at the last common evaluation and the mean of the last ``--last`` common
+evaluations (each as mean ± std over seeds).
+
+Usage:
+    python benchmarks/plot_runs.py --group "MA-SAC=runs/cn_masac_s*" --group "MADDPG=runs/cn_maddpg_s*" \\
+        --team all --out docs/cn.png --baseline -25.76
+"""
+import argparse
+import csv
+import glob
+import statistics
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_run(path: Path, team: str | None) -> tuple[str, dict[int, float]]:
+    """``(column, {episode: return})`` of one run's ``metrics.csv``; ``team=None`` picks the only team."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c for c in (reader.fieldnames or []) if c.startswith("return/")]
+        if team is None:
+            if len(columns) != 1:
+                raise SystemExit(f"{path}: several teams {[c[7:] for c in columns]}; pick one with --team")
+            column = columns[0]
+        else:
+            column = f"return/{team}"
+            if column not in columns:
+                raise SystemExit(f"{path}: no team {team!r}; teams are {[c[7:] for c in columns]}")
+        data = {}
+        for row in reader:
+            try:
+                data[int(float(row["episode"]))] = float(row[column])
+            except (TypeError, ValueError):  # a row being written right now
+                continue
+    return column, data
+
+
+def find_runs(pattern: str) -> list[Path]:
+    """metrics.csv files of the folders (or files) matching ``pattern``, sorted."""
+    out = []
+    for p in sorted(glob.glob(pattern)):
+        p = Path(p)
+        csv_path = p if p.name == "metrics.csv" else p / "metrics.csv"
+        if csv_path.is_file():
+            out.append(csv_path)
+    return out
+
+
+def load_group(label: str, pattern: str, team: str | None, last: int) -> dict | None:
+    runs = []
+    for path in find_runs(pattern):
+        _, data = read_run(path, team)
+        if data:
+            runs.append((path.parent, data))
+        else:
+            print(f"warning: {path} has no evaluation rows yet; skipped", file=sys.stderr)
+    if not runs:
+        print(f"warning: group {label!r}: no run with metrics.csv matches {pattern!r}", file=sys.stderr)
+        return None
+    common = sorted(set.intersection(*(set(d) for _, d in runs)))
+    if not common:
+        print(f"warning: group {label!r}: its runs share no evaluation episode; skipped", file=sys.stderr)
+        return None
+    longest = max(max(d) for _, d in runs)
+    if common[-1] < longest:
+        print(f"note: group {label!r} truncated to episode {common[-1]} (common to all {len(runs)} runs; "
+              f"the longest reaches {longest})", file=sys.stderr)
+    values = np.array([[d[e] for e in common] for _, d in runs])  # [seeds, evaluations]
+    tail = values[:, -last:].mean(1)
+    return {"label": label, "runs": [str(r) for r, _ in runs], "episodes": np.array(common), "values": values,
+            "final": values[:, -1], "tail": tail, "tail_len": min(last, len(common))}
+
+
+def mean_std(x) -> str:
+    x = list(map(float, x))
+    if len(x) == 1:
+        return f"{x[0]:.2f} (1 seed)"
+    return f"{statistics.fmean(x):.2f} ± {statistics.stdev(x):.2f}"
+
+
+def plot(groups: list, out: Path, team: str | None, baseline: float | None, baseline_label: str,
+         title: str | None) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for g in groups:
+        mean, std = g["values"].mean(0), g["values"].std(0)
+        line, = ax.plot(g["episodes"], mean, label=f"{g['label']} ({len(g['runs'])} seeds)")
+        if len(g["runs"]) > 1:
+            ax.fill_between(g["episodes"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", linestyle="--", linewidth=1, label=baseline_label)
+    ax.set_xlabel("training episode")
+    ax.set_ylabel(f"evaluation return{f' ({team})' if team else ''}, mean ± std over seeds")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--group", action="append", required=True, metavar="LABEL=PATTERN",
+                   help="a curve: label and glob pattern of its run folders (repeatable)")
+    p.add_argument("--team", default=None, help="team column return/<team> (default: the only one)")
+    p.add_argument("--out", default=None, help="PNG to write (default: no plot, table only)")
+    p.add_argument("--baseline", type=float, default=None,
+                   help="draw a horizontal line here, e.g. the random policy's return from random_baseline.py")
+    p.add_argument("--baseline-label", default="uniform random policy")
+    p.add_argument("--title", default=None)
+    p.add_argument("--last", type=int, default=10, help="evaluations averaged in the 'last N' column")
+    args = p.parse_args()
+    groups = []
+    for spec in args.group:
+        label, sep, pattern = spec.partition("=")
+        if not sep or not label or not pattern:
+            raise SystemExit(f"--group {spec!r}: expected LABEL=PATTERN, e.g. 'MA-SAC=runs/cn_masac_s*'")
+        g = load_group(label, pattern, args.team, args.last)
+        if g is not None:
+            groups.append(g)
+    if not groups:
+        raise SystemExit("no runs found")
+    if args.out:
+        plot(groups, Path(args.out), args.team, args.baseline, args.baseline_label, args.title)
+        print(f"wrote {args.out}\n")
+    print(f"| group | seeds | episode | final return | mean of last {args.last} evaluations |")
+    print("|---|---:|---:|---:|---:|")
+    for g in groups:
+        print(f"| {g['label']} | {len(g['runs'])} | {int(g['episodes'][-1])} | {mean_std(g['final'])} "
+              f"| {mean_std(g['tail'])} |")
+    print(f"\nmean ± std over seeds of the deterministic-policy evaluation return"
+          f"{f' of team {args.team}' if args.team else ''}; runs aligned on the episodes common to a group")
+    if args.baseline is not None:
+        print(f"{args.baseline_label}: {args.baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()

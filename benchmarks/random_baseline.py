@@ -1,0 +1,66 @@
+"""Reference returns of policies that learned nothing: uniformly random actions, and always action 0.
+
+Runs ``--episodes`` episodes per task in one ``VectorEnv`` (copy k seeded with ``--seed + k``; the default
+10000 is what evaluation of a seed-0 run uses), ``--max-cycles`` steps each, and reports the mean team return
+with the library's definition (sum over steps of the team-mean reward, ``pgm_marl.envs.returns``) and its
+standard deviation over episodes. In the MPE tasks action 0 is "no movement" (the speaker: say word 0), so
+"always 0" is the return of agents that stay where they spawned.
+
+Usage: python benchmarks/random_baseline.py [--task cooperative_navigation]
+"""
+import argparse
+import statistics
+
+import torch
+
+from pgm_marl.envs import TASKS, VectorEnv
+
+POLICIES = ("uniform random", "always action 0")
+
+
+@torch.no_grad()
+def episode_returns(task: str, policy: str, episodes: int, seed: int, max_cycles: int) -> dict:
+    """Team -> list of ``episodes`` returns, collected exactly as ``pgm_marl.evaluate.evaluate`` does."""
+    venv = VectorEnv(task, num_envs=episodes, seed=seed, max_cycles=max_cycles)
+    high = torch.tensor(venv.spec.action_dims)
+    gen = torch.Generator().manual_seed(seed)
+    returns = {t: [] for t in venv.spec.teams}
+    venv.reset()
+    for _ in range(max_cycles):
+        if policy == "uniform random":
+            actions = (torch.rand(episodes, venv.n_agents, generator=gen) * high).long()
+        else:
+            actions = torch.zeros(episodes, venv.n_agents, dtype=torch.long)
+        result = venv.step(actions)
+        for t, ret in result.episode_return.items():
+            returns[t].extend(ret[~torch.isnan(ret)].tolist())
+    venv.close()
+    return returns
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", action="append", choices=TASKS, default=None,
+                   help="restrict to this task (repeatable; default: all four)")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=10_000, help="env copy k is seeded with seed + k")
+    p.add_argument("--max-cycles", type=int, default=25)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    print("| task | team | " + " | ".join(POLICIES) + " |")
+    print("|---|---|" + "---:|" * len(POLICIES))
+    for task in args.task or TASKS:
+        results = {pol: episode_returns(task, pol, args.episodes, args.seed, args.max_cycles) for pol in POLICIES}
+        for team in results[POLICIES[0]]:
+            cells = []
+            for pol in POLICIES:
+                r = results[pol][team]
+                sd = statistics.stdev(r) if len(r) > 1 else float("nan")
+                cells.append(f"{statistics.fmean(r):.2f} ± {sd:.2f}")
+            print(f"| {task} | {team} | " + " | ".join(cells) + " |")
+    print(f"\nmean ± std over {args.episodes} episodes of {args.max_cycles} steps (env seeds {args.seed}..."
+          f"{args.seed + args.episodes - 1}); team return = sum over steps of the team-mean reward")
+
+
+if __name__ == "__main__":
+    main()
