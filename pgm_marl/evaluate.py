@@ -13,14 +13,23 @@ from .envs import TaskSpec, VectorEnv
 
 
 @torch.no_grad()
-def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int) -> Dict[str, float]:
-    """Mean team return over ``episodes`` episodes, all run in parallel (copy k seeded with ``seed + k``)."""
+def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int,
+             venv: VectorEnv | None = None) -> Dict[str, float]:
+    """Mean team return over ``episodes`` episodes, all run in parallel (copy k seeded with ``seed + k``).
+
+    ``venv``: a VectorEnv of ``episodes`` copies to reuse (reseeded here), so that periodic evaluation does not
+    rebuild 100 environments each time; by default one is made and closed.
+    """
     if episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, teams=spec.teams, max_cycles=cfg.max_cycles)
+    own = venv is None
+    if own:
+        venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, teams=spec.teams, max_cycles=cfg.max_cycles)
+    elif venv.num_envs != episodes:
+        raise ValueError(f"venv has {venv.num_envs} copies but episodes={episodes}; they must be equal")
     totals = {t: 0.0 for t in spec.teams}
     finished = 0
-    obs = venv.reset()
+    obs = venv.reset(seed=seed)
     for _ in range(cfg.max_cycles):
         result = venv.step(learner.act(obs, deterministic=True))
         obs = result.obs
@@ -28,7 +37,8 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
             ended = ~torch.isnan(ret)
             totals[t] += float(ret[ended].sum())
         finished += int(result.done.sum())
-    venv.close()
+    if own:
+        venv.close()
     if finished == 0:
         return {t: math.nan for t in spec.teams}
     return {t: v / finished for t, v in totals.items()}

@@ -35,7 +35,8 @@ def act(actors, obs, deterministic: bool = False) -> torch.Tensor:
     logits = actors(actors.pad_obs(obs))  # [n, K, A_max]; padded actions have probability 0
     if deterministic:  # section 5.3: evaluate the most probable action
         return logits.argmax(-1).T
-    return torch.distributions.Categorical(logits=logits).sample().T
+    gumbel = -torch.empty_like(logits).exponential_().log()  # Gumbel-max: an exact categorical draw, cheaply
+    return (logits + gumbel).argmax(-1).T
 
 
 class Learner:

@@ -82,6 +82,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     replay_gen = torch.Generator().manual_seed(cfg.seed)
     venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles)
     spec = venv.spec
+    eval_venv = None  # built at the first evaluation, reseeded at every one
     learner = make_learner(spec, cfg)  # bad task / algo fail here, before the run folder is written
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -151,7 +152,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 logger.log_train(counters["episode"], diagnostics)
             if counters["episode"] // cfg.eval_every > before // cfg.eval_every:
                 with timer("eval"):
-                    returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed)
+                    eval_venv = eval_venv or VectorEnv(cfg.task, num_envs=cfg.eval_episodes, seed=eval_seed,
+                                                       teams=spec.teams, max_cycles=cfg.max_cycles)
+                    returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed, venv=eval_venv)
                 logger.log_eval(counters["episode"], counters["env_steps"], wall(), returns)
                 plot_learning_curve(logger.path, run_dir / "learning_curve.png", title)
                 postfix = {t: f"{r:.2f}" for t, r in returns.items()}
@@ -164,6 +167,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.close()
         logger.close()
         venv.close()
+        if eval_venv is not None:
+            eval_venv.close()
 
     timing = {**{k: round(v, 3) for k, v in timer.totals.items()}, "wall": round(wall(), 3),
               "env_steps": counters["env_steps"], "updates": counters["updates"], "episodes": counters["episode"]}

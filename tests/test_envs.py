@@ -171,3 +171,13 @@ def test_import_path_env_default_and_user_teams():
     assert res.truncated.all() and set(res.episode_return) == {"red", "blue"}
     _, spec2 = make_env("mpe2.simple_push_v3:parallel_env", max_cycles=10)
     assert spec2.max_cycles == 10
+
+
+def test_reset_with_seed_replays_the_same_episodes():
+    venv = VectorEnv("cooperative_navigation", num_envs=3, seed=0)
+    first = venv.reset(seed=7)
+    for _ in range(5):
+        venv.step(torch.zeros(3, venv.n_agents, dtype=torch.long))
+    again = venv.reset(seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(venv.reset(seed=8)[0], first[0])

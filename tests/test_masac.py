@@ -233,3 +233,15 @@ def test_bad_algorithm_specs_are_refused(tag):
         Algorithm("x", temperature=-1)
     algos = parse_algo_spec("predators=masac,prey=maddpg", tag.teams, tag.agents)
     assert [a.name for a in algos] == ["masac"] * 3 + ["maddpg"]
+
+
+def test_sampled_actions_follow_the_policies(comm):
+    """Acting draws a_i ~ pi_i(.|o_i) (Gumbel-max); deterministic acting takes the most probable action."""
+    learner = Learner(comm, _cfg("cooperative_communication"))
+    obs = [torch.randn(1, d).expand(20000, d) for d in comm.obs_dims]
+    actions = learner.act(obs)
+    logits = learner.actors(learner.actors.pad_obs([o[:1] for o in obs]))
+    for j, d in enumerate(comm.action_dims):
+        freq = torch.bincount(actions[:, j], minlength=d).float() / len(actions)
+        assert torch.allclose(freq, logits[j, 0, :d].softmax(-1), atol=0.015)
+        assert torch.all(learner.act(obs, deterministic=True)[:, j] == logits[j, 0, :d].argmax())

@@ -72,8 +72,14 @@ class VectorEnv:
         obs, _ = self.envs[k].reset(seed=seed)
         return obs
 
-    def reset(self) -> List[torch.Tensor]:
-        """Reset all copies (seeded with ``seed + k`` the first time only); return per-agent obs."""
+    def reset(self, seed: int | None = None) -> List[torch.Tensor]:
+        """Reset all copies (seeded with ``seed + k`` the first time only); return per-agent obs.
+
+        ``seed`` reseeds: copy k restarts from ``seed + k`` as at a first reset (evaluation reuses one
+        VectorEnv and replays the same episodes each time).
+        """
+        if seed is not None:
+            self.seed, self._seeded = seed, False
         bufs = self._empty()
         for k in range(self.num_envs):
             self._write(bufs, k, self._reset_one(k))
