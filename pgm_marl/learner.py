@@ -106,17 +106,17 @@ class ReinforceLearner:
     """``reinforce-elbo``: SVI on the trajectory ELBO (eq. 5) of each agent from on-policy episodes, no critic.
 
     After every round of ``num_envs`` episodes the training loop calls :meth:`update_episodes`; the gradient is
-    the score-function estimate of :func:`~pgm_marl.inference.reinforce.reinforce_surrogate` (reward-to-go,
-    leave-one-out baseline over the episodes of the round, so ``num_envs >= 2``).
+    the score-function estimate of :func:`~pgm_marl.inference.reinforce.reinforce_surrogate` with reward-to-go
+    and a leave-one-out baseline over the round's episodes (with ``num_envs = 1``: a running mean of earlier
+    rounds' rewards-to-go, decay ``baseline_decay``).
     """
+
+    baseline_decay = 0.9
 
     on_policy = True
 
     def __init__(self, spec, cfg):
         spec.require_discrete()
-        if cfg.num_envs < 2:
-            raise ValueError(f"num_envs={cfg.num_envs} is too small for reinforce-elbo's leave-one-out baseline; "
-                             "accepted: num_envs >= 2 (e.g. 16)")
         self.spec, self.cfg = spec, cfg
         self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
         self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
@@ -127,6 +127,7 @@ class ReinforceLearner:
         torch.manual_seed(cfg.seed)
         self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
         self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
+        self.baseline = torch.zeros(0)  # running mean of rewards-to-go [T, n] (used when num_envs == 1)
 
     def act(self, obs, deterministic: bool = False) -> torch.Tensor:
         return act(self.actors, obs, deterministic)
@@ -135,15 +136,21 @@ class ReinforceLearner:
         """One SVI step on ``sum_i ELBO_i`` from states ``[T+1, K, D]``, actions ``[T, K, n]``, rewards ``[T, K, n]``."""
         one_hot = [nn.functional.one_hot(actions[..., j], d).float() for j, d in enumerate(self.actors.action_dims)]
         world = EpisodeWorld(states, one_hot, rewards)
-        surrogate, elbo = reinforce_surrogate(world, NeuralPolicies(self.actors), self.alpha)
+        if len(self.baseline) == 0:
+            self.baseline = torch.zeros(rewards.shape[0], self.spec.n_agents)
+        running = self.baseline if states.shape[1] == 1 else None  # None: leave-one-out over the round
+        surrogate, elbo, togo = reinforce_surrogate(world, NeuralPolicies(self.actors), self.alpha, baseline=running)
+        self.baseline = torch.lerp(togo.mean(1), self.baseline, self.baseline_decay)
         self.optimizer.zero_grad(set_to_none=True)
         (-surrogate).backward()
         self.optimizer.step()
         return {f"elbo/{a}": float(e) for a, e in zip(self.spec.agents, elbo)}
 
     def state_dict(self) -> dict:
-        return {"actors": self.actors.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"actors": self.actors.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.actors.load_state_dict(state["actors"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]

@@ -33,7 +33,7 @@ def test_reinforce_surrogate_is_unbiased_for_grad_exact_elbo(seed):
     alpha = 0.5
     grads = []
     for _ in range(6):
-        surrogate, _ = reinforce_surrogate(TabularWorld(game), TabularPolicies(logits, logits=True), alpha,
+        surrogate, *_ = reinforce_surrogate(TabularWorld(game), TabularPolicies(logits, logits=True), alpha,
                                            num_particles=10000)
         grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(surrogate, logits)]))
     grads = torch.stack(grads)
@@ -47,7 +47,7 @@ def _reinforce(game, logits, trained, steps, seed):
     pyro.set_rng_seed(seed)
     opt = torch.optim.Adam([logits[i] for i in trained], lr=0.05)
     for _ in range(steps):
-        surrogate, _ = reinforce_surrogate(TabularWorld(game), TabularPolicies(logits, logits=True), 1.0,
+        surrogate, *_ = reinforce_surrogate(TabularWorld(game), TabularPolicies(logits, logits=True), 1.0,
                                            num_particles=256)
         opt.zero_grad()
         (-surrogate).backward()
@@ -89,10 +89,11 @@ def _tiny(tmp_path, **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("algo", ["maddpg", "masac-auto", "masac-exact", "reinforce-elbo"])
-def test_every_preset_trains(tmp_path, algo):
+@pytest.mark.parametrize("algo,num_envs", [("maddpg", 2), ("masac-auto", 2), ("masac-exact", 2),
+                                           ("reinforce-elbo", 2), ("reinforce-elbo", 1)])
+def test_every_preset_trains(tmp_path, algo, num_envs):
     torch.set_default_dtype(torch.float32)
-    cfg = _tiny(tmp_path, task="cooperative_communication", algo=algo, num_envs=2)
+    cfg = _tiny(tmp_path, task="cooperative_communication", algo=algo, num_envs=num_envs)
     run = train(cfg)
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == "episode,env_steps,wall_seconds,return/all" and len(rows) == 3

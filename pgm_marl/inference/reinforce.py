@@ -11,7 +11,8 @@ guide's actions sampled from the policies (on-policy episodes), the gradient of 
 
 (costs before t do not depend on ``a_i^t``; the direct ``-\nabla \log \pi_i`` term has expectation 0 and is
 dropped). ``b_i^t`` is a leave-one-out baseline: the mean of ``G_i^t`` over the *other* samples of the batch,
-independent of the sample it corrects, so the estimate stays unbiased. Every term is read off the Pyro traces
+independent of the sample it corrects, so the estimate stays unbiased; with a single sample, a baseline given
+by the caller (e.g. a running mean over earlier batches, equally independent) is used instead. Every term is read off the Pyro traces
 of :func:`agent_model` / :func:`policy_guide`, grouped by each site's time step ``infer["t"]``.
 """
 from __future__ import annotations
@@ -91,12 +92,14 @@ def _per_sample(log_prob: torch.Tensor, num_particles) -> torch.Tensor:
     return x.sum(-2) if num_particles is not None else x
 
 
-def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None):
-    """Score-function surrogate of eq. 5 with reward-to-go and a leave-one-out baseline.
+def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None, baseline=None):
+    """Score-function surrogate of eq. 5 with reward-to-go and a baseline.
 
-    Returns ``(surrogate, elbo)``: ``surrogate`` is a scalar whose gradient w.r.t. every agent's policy
+    Returns ``(surrogate, elbo, togo)``: ``surrogate`` is a scalar whose gradient w.r.t. every agent's policy
     parameters is the unbiased estimate of ``sum_i grad ELBO_i`` (mean over the N samples); ``elbo`` ``[n_ego]``
-    is the Monte-Carlo value of each ELBO_i. ``alpha > 0`` is the temperature of eq. 3.
+    is the Monte-Carlo value of each ELBO_i; ``togo`` ``[T, N, n_ego]`` the rewards-to-go (detached). ``alpha > 0``
+    is the temperature of eq. 3. ``baseline`` ``[T, n_ego]``, if given, replaces the leave-one-out mean (needed
+    when N = 1); it must not depend on this batch.
     """
     args = (world, policies, None, alpha, "score")
     wrap = (lambda f: f) if num_particles is None else pyro.plate("particles", num_particles, dim=-(MAX_PLATE_NESTING + 1))
@@ -119,6 +122,11 @@ def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None
                 score[t] = score[t] + lp * own
     togo = torch.stack(torch.broadcast_tensors(*cost)).flip(0).cumsum(0).flip(0)  # [T, N, n_ego]
     n = togo.shape[1]
-    baseline = (togo.sum(1, keepdim=True) - togo) / max(n - 1, 1)  # leave-one-out mean over the other samples
+    if baseline is None:
+        if n < 2:
+            raise ValueError("a leave-one-out baseline needs N >= 2 samples; accepted: more samples, or baseline=")
+        baseline = (togo.sum(1, keepdim=True) - togo) / (n - 1)  # mean over the *other* samples
+    else:
+        baseline = baseline.unsqueeze(1)
     surrogate = sum((score[t] * (togo[t] - baseline[t])).mean(0).sum() for t in range(horizon))
-    return surrogate, togo[0].mean(0)
+    return surrogate, togo[0].mean(0), togo
