@@ -10,7 +10,7 @@ reproduces a single env doing ``reset(seed=seed + k)`` and then plain ``reset()`
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple
 
 import numpy as np
 import torch

@@ -23,7 +23,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "MAX_PLATE_NESTING"]
+__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "traces", "own_action_mask",
+           "MAX_PLATE_NESTING"]
 
 #: ego plate (dim -1) and an optional data plate (dim -2); particles go to dim -3.
 MAX_PLATE_NESTING = 2
@@ -70,7 +71,16 @@ def elbo_loss(model, guide, *args, num_particles: int = 1, **kwargs) -> torch.Te
     return elbo.differentiable_loss(model, guide, *args, **kwargs)
 
 
-def _own(site) -> torch.Tensor:
+def traces(model, guide, *args, num_particles: int | None = None, **kwargs):
+    """``(model_trace, guide_trace)`` with log-densities: the guide traced, the model replayed on its values."""
+    guide_tr = poutine.trace(_vectorize(guide, num_particles)).get_trace(*args, **kwargs)
+    model_tr = poutine.trace(poutine.replay(_vectorize(model, num_particles), trace=guide_tr)).get_trace(*args, **kwargs)
+    guide_tr.compute_log_prob()
+    model_tr.compute_log_prob()
+    return model_tr, guide_tr
+
+
+def own_action_mask(site) -> torch.Tensor:
     """Mask (over the ego dim) of the entries where this action site is the ego's own action."""
     return (site["infer"]["egos"] == site["infer"]["agent"]).to(site["log_prob"].dtype)
 
@@ -81,10 +91,7 @@ def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwar
     Returns ``elbo, reward, log_prior, log_policy, env`` with ``elbo = reward + log_prior - log_policy + env``,
     each of shape ``[num_particles, n_ego]`` (``[n_ego]`` without particles); data plates are summed.
     """
-    guide_tr = poutine.trace(_vectorize(guide, num_particles)).get_trace(*args, **kwargs)
-    model_tr = poutine.trace(poutine.replay(_vectorize(model, num_particles), trace=guide_tr)).get_trace(*args, **kwargs)
-    guide_tr.compute_log_prob()
-    model_tr.compute_log_prob()
+    model_tr, guide_tr = traces(model, guide, *args, num_particles=num_particles, **kwargs)
     dims = MAX_PLATE_NESTING + (0 if num_particles is None else 1)
 
     def reduce(x):  # [(P,) data, ego] -> [(P,) ego]: left-pad the plate dims, sum the data plate
@@ -99,7 +106,7 @@ def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwar
             if kind == "optimality":
                 terms["reward"] = terms["reward"] + reduce(lp)
             elif kind == "action":  # the ego's own action: prior (model) or policy (guide); the rest cancels
-                own = _own(site)
+                own = own_action_mask(site)
                 name = "log_prior" if sign > 0 else "log_policy"
                 terms[name] = terms[name] + reduce(lp * own)
                 terms["env"] = terms["env"] + sign * reduce(lp * (1 - own))

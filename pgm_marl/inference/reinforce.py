@@ -21,12 +21,11 @@ import contextlib
 
 import pyro
 import torch
-from pyro import poutine
 
 from ..models.agent_mdp import agent_model
 from ..models.distributions import SimulatorStep
 from ..models.guide import policy_guide
-from .elbo import MAX_PLATE_NESTING
+from .elbo import MAX_PLATE_NESTING, own_action_mask, traces
 
 __all__ = ["EpisodeWorld", "Recorded", "reinforce_surrogate"]
 
@@ -101,12 +100,8 @@ def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None
     is the temperature of eq. 3. ``baseline`` ``[T, n_ego]``, if given, replaces the leave-one-out mean (needed
     when N = 1); it must not depend on this batch.
     """
-    args = (world, policies, None, alpha, "score")
-    wrap = (lambda f: f) if num_particles is None else pyro.plate("particles", num_particles, dim=-(MAX_PLATE_NESTING + 1))
-    guide_tr = poutine.trace(wrap(policy_guide)).get_trace(*args)
-    model_tr = poutine.trace(poutine.replay(wrap(agent_model), trace=guide_tr)).get_trace(*args)
-    guide_tr.compute_log_prob()
-    model_tr.compute_log_prob()
+    model_tr, guide_tr = traces(agent_model, policy_guide, world, policies, None, alpha, "score",
+                                num_particles=num_particles)
     horizon = world.horizon
     cost = [0.0] * horizon  # log p - log q of the sites of step t, [N, n_ego]
     score = [0.0] * horizon  # log pi_i(a_i^t | s_t) of the ego's own action (carries the gradient)
@@ -118,8 +113,7 @@ def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None
             lp = _per_sample(site["log_prob"], num_particles)
             cost[t] = cost[t] + sign * lp.detach()
             if sign < 0 and site["infer"]["kind"] == "action":
-                own = (site["infer"]["egos"] == site["infer"]["agent"]).to(lp.dtype)
-                score[t] = score[t] + lp * own
+                score[t] = score[t] + lp * own_action_mask(site)
     togo = torch.stack(torch.broadcast_tensors(*cost)).flip(0).cumsum(0).flip(0)  # [T, N, n_ego]
     n = togo.shape[1]
     if baseline is None:
