@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from pyro.distributions import RelaxedOneHotCategorical
 
+from .actor import frozen
+
 __all__ = ["eq9_actor_loss"]
 
 
@@ -31,13 +33,8 @@ def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, r
         ys.append(torch.where(own[None, :, None], y, y.detach()))
         log_pi_own.append((y[:, j] * lj.log_softmax(-1)).sum(-1))
     joint = torch.cat(ys, -1).movedim(1, 0)  # [n, B, sum A]
-    for p in critic.parameters():
-        p.requires_grad_(False)
-    try:
+    with frozen(critic):
         q = critic.min(state, joint)  # [n, B]
-    finally:
-        for p in critic.parameters():
-            p.requires_grad_(True)
     log_pi = torch.stack(log_pi_own)  # [n, B]
     log_a = torch.log(torch.tensor(dims, dtype=q.dtype))
     return (alpha[:, None] * log_pi - q).mean(-1) + alpha * log_a
