@@ -23,36 +23,11 @@ import pyro
 import torch
 
 from ..models.agent_mdp import agent_model
-from ..models.distributions import SimulatorStep
+from ..models.distributions import Recorded, SimulatorStep
 from ..models.guide import policy_guide
 from .elbo import MAX_PLATE_NESTING, own_action_mask, traces
 
-__all__ = ["EpisodeWorld", "Recorded", "reinforce_surrogate"]
-
-
-class Recorded(pyro.distributions.TorchDistribution):
-    """``base`` whose sample is a value already drawn from it (an on-policy episode); log-density is ``base``'s."""
-
-    arg_constraints = {}
-    has_rsample = False
-
-    def __init__(self, base, value):
-        self.base, self.value = base, value
-        super().__init__(torch.broadcast_shapes(base.batch_shape, value.shape[:-1]), base.event_shape,
-                         validate_args=False)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    def expand(self, batch_shape, _instance=None):
-        return Recorded(self.base.expand(batch_shape), self.value)
-
-    def sample(self, sample_shape=torch.Size()):
-        return self.value.expand(sample_shape + self.batch_shape + self.event_shape)
-
-    def log_prob(self, value):
-        return self.base.log_prob(value)
+__all__ = ["EpisodeWorld", "reinforce_surrogate"]
 
 
 class EpisodeWorld:

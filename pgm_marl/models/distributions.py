@@ -12,7 +12,7 @@ import torch
 from pyro.distributions import OneHotCategorical, RelaxedOneHotCategorical, TorchDistribution, constraints
 
 __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "Optimality", "SimulatorStep", "Replayed", "action_distribution",
-           "harden", "ESTIMATORS"]
+           "Recorded", "harden", "ESTIMATORS"]
 
 #: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
 #: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
@@ -177,3 +177,28 @@ class Replayed(TorchDistribution):
 
     def log_prob(self, value):
         return torch.where(self.mask, torch.zeros((), dtype=value.dtype), self.base.log_prob(value))
+
+
+class Recorded(TorchDistribution):
+    """``base`` whose sample is a value already drawn from it (an on-policy episode); log-density is ``base``'s."""
+
+    arg_constraints = {}
+    has_rsample = False
+
+    def __init__(self, base, value):
+        self.base, self.value = base, value
+        super().__init__(torch.broadcast_shapes(base.batch_shape, value.shape[:-1]), base.event_shape,
+                         validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return Recorded(self.base.expand(batch_shape), self.value)
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.value.expand(sample_shape + self.batch_shape + self.event_shape)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
