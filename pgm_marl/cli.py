@@ -19,6 +19,10 @@ def _optional_float(text: str) -> Optional[float]:
     return None if text.lower() in ("none", "paper") else float(text)
 
 
+def _optional_str(text: str) -> Optional[str]:
+    return None if text.lower() == "none" else text
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per TrainConfig field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(TrainConfig)
@@ -29,8 +33,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:
-            conv = _optional_float if kind == Optional[float] else kind
-            metavar = f.name.upper() if kind is not Optional[float] else "FLOAT|none"
+            conv = {Optional[float]: _optional_float, Optional[str]: _optional_str}.get(kind, kind)
+            metavar = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none"}.get(kind, f.name.upper())
             parser.add_argument(flag, dest=f.name, type=conv, default=argparse.SUPPRESS,
                                 metavar=metavar, help=help_text)
 
@@ -73,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"no run folder at {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles)
+    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
     learner = make_learner(spec, cfg)
     learner.load_state_dict(ckpt["learner"])
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed

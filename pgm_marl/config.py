@@ -5,6 +5,7 @@ from these, and the run folder stores the config as ``config.json``.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ class TrainConfig:
                               "(batch_size * max_cycles, as in Lowe et al.'s MADDPG code)")
     hidden: int = _f(128, "units in each of the two hidden layers")
     alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value")
+    teams: Optional[str] = _f(None, "team map for an import-path task, e.g. 'red=agent_0+agent_1,blue=agent_2' "
+                              "(none: the task's own teams, or one team per agent)")
+    env_kwargs: Optional[str] = _f(None, "extra env constructor arguments, e.g. 'N=6,local_ratio=0.5' (values parsed "
+                                   "as Python literals)")
     eval_every: int = _f(100, "training episodes between evaluations (deterministic policies)")
     eval_episodes: int = _f(100, "episodes per evaluation")
     eval_seed_offset: int = _f(10_000, "evaluation env seed = seed + eval_seed_offset")
@@ -75,8 +80,31 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
                 raise ValueError(f"{name} must be a non-empty string, got {v!r}")
+        self.env_options()  # parse errors surface here, as one line
         if self.buffer_size < self.batch_size:
             raise ValueError(f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})")
+
+    def env_options(self) -> Dict[str, Any]:
+        """``teams`` and ``env_kwargs`` as keyword arguments of ``make_env`` / ``VectorEnv``."""
+        out: Dict[str, Any] = {}
+        if self.teams:
+            out["teams"] = {}
+            for part in self.teams.split(","):
+                team, sep, members = part.partition("=")
+                if not sep or not team.strip() or not members.strip():
+                    raise ValueError(f"teams={self.teams!r}: bad entry {part!r}; accepted: 'team=agent+agent,...'")
+                out["teams"][team.strip()] = [m.strip() for m in members.split("+")]
+        for part in (self.env_kwargs or "").split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip().isidentifier():
+                raise ValueError(f"env_kwargs={self.env_kwargs!r}: bad entry {part!r}; accepted: 'name=value,...'")
+            try:
+                out[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                out[key.strip()] = value.strip()  # a bare word is a string
+        return out
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,7 +24,8 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
     own = venv is None
     if own:
-        venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, teams=spec.teams, max_cycles=cfg.max_cycles)
+        venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, max_cycles=cfg.max_cycles,
+                         **{**cfg.env_options(), "teams": spec.teams})
     elif venv.num_envs != episodes:
         raise ValueError(f"venv has {venv.num_envs} copies but episodes={episodes}; they must be equal")
     totals = {t: 0.0 for t in spec.teams}
@@ -51,8 +52,8 @@ def render_gif(learner, spec: TaskSpec, cfg: TrainConfig, path: str | Path, seed
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    venv = VectorEnv(cfg.task, num_envs=1, seed=seed, teams=spec.teams, max_cycles=cfg.max_cycles,
-                     render_mode="rgb_array")
+    venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array",
+                     **{**cfg.env_options(), "teams": spec.teams})
     env = venv.envs[0]
     obs = venv.reset()
     frames = [env.render()]

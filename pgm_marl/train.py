@@ -80,7 +80,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     replay_gen = torch.Generator().manual_seed(cfg.seed)
-    venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles)
+    venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles, **cfg.env_options())
     spec = venv.spec
     eval_venv = None  # built at the first evaluation, reseeded at every one
     learner = make_learner(spec, cfg)  # bad task / algo fail here, before the run folder is written
@@ -153,7 +153,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if counters["episode"] // cfg.eval_every > before // cfg.eval_every:
                 with timer("eval"):
                     eval_venv = eval_venv or VectorEnv(cfg.task, num_envs=cfg.eval_episodes, seed=eval_seed,
-                                                       teams=spec.teams, max_cycles=cfg.max_cycles)
+                                                       max_cycles=cfg.max_cycles,
+                                                       **{**cfg.env_options(), "teams": spec.teams})
                     returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed, venv=eval_venv)
                 logger.log_eval(counters["episode"], counters["env_steps"], wall(), returns)
                 plot_learning_curve(logger.path, run_dir / "learning_curve.png", title)

@@ -117,3 +117,15 @@ def test_derive_variant_example_runs(tmp_path):
                           "--out", str(tmp_path / "derived"), "--tiny"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "derived" / "metrics.csv").exists()
+
+
+def test_import_path_task_with_user_teams_and_env_kwargs_trains(tmp_path):
+    torch.set_default_dtype(torch.float32)
+    cfg = _tiny(tmp_path, task="mpe2.simple_spread_v3", env_kwargs="N=2,local_ratio=0.5",
+                teams="red=agent_0,blue=agent_1", algo="red=masac,blue=maddpg")
+    header = (train(cfg) / "metrics.csv").read_text().splitlines()[0]
+    assert header == "episode,env_steps,wall_seconds,return/red,return/blue"
+    with pytest.raises(ValueError, match="bad entry 'N'"):
+        _tiny(tmp_path, env_kwargs="N")
+    with pytest.raises(ValueError, match="bad entry 'red'"):
+        _tiny(tmp_path, teams="red")
