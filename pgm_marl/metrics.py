@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -36,11 +37,15 @@ class MetricsLogger:
                 if reader.fieldnames != self.columns:
                     raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected {self.columns}")
                 kept = [row for row in reader if int(row["episode"]) <= resume_episode]
-        self._file = self.path.open("w", newline="")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")  # rewrite atomically: no row is lost on a crash
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, self.path)
+        self._file = self.path.open("a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
-        self._writer.writeheader()
-        self._writer.writerows(kept)
-        self._file.flush()
         self.tb = None
         if tensorboard:
             try:
