@@ -32,8 +32,50 @@ class BatchedLinear(nn.Module):
                 self.weight[k, f:] = 0.0
                 self.bias[k].uniform_(-bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """``x [n, M, d_in]`` (one input per layer), or ``x [M, d_in]`` fed to all ``n`` with ``shared=True``.
+
+        Returns ``[n, M, d_out]``. A shared input is one GEMM against the ``n`` weight matrices side by side.
+        """
+        n, d_in, d_out = self.weight.shape
+        if shared:
+            flat = torch.addmm(self.bias.reshape(1, n * d_out), x, self.weight.transpose(0, 1).reshape(d_in, -1))
+            return flat.view(x.shape[0], n, d_out).transpose(0, 1)
+        if d_out <= NARROW:
+            return _NarrowLinear.apply(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
+
+
+#: output widths up to which :class:`_NarrowLinear` replaces ``baddbmm`` (MKL's batched GEMM is slow for them)
+NARROW = 8
+
+
+class _NarrowLinear(torch.autograd.Function):
+    """``x @ w + b`` for a narrow ``w [n, d_in, k]`` (policy logits, Q-values), same result as ``baddbmm``.
+
+    MKL's batched GEMM is 3-10x slower when one matrix dimension is a handful (``k``, or ``k`` as the inner
+    dimension of the backward products); the same products written as ``w^T x^T`` (and ``g^T x`` for the
+    weight gradient) keep the long dimension where MKL wants it. ``k = 1`` is a plain multiply-add.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        if w.shape[-1] == 1:
+            return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+        return torch.bmm(w.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2) + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g * w.transpose(1, 2) if w.shape[-1] == 1 else torch.bmm(g, w.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(g.transpose(1, 2), x).transpose(1, 2)
+        if ctx.needs_input_grad[2]:
+            gb = g.sum(1, keepdim=True)
+        return gx, gw, gb
 
 
 class BatchedMLP(nn.Module):
@@ -46,14 +88,25 @@ class BatchedMLP(nn.Module):
             BatchedLinear(n, a, b, fan_in if k == 0 else None) for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
         self.n = n
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [n, *batch, d_in] -> [n, *batch, d_out]``."""
-        batch = x.shape[1:-1]
-        h = x.reshape(self.n, -1, x.shape[-1])
-        for k, layer in enumerate(self.layers):
+    def forward(self, x: torch.Tensor, shared: bool = False, first: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [n, *batch, d_in] -> [n, *batch, d_out]``; ``shared=True``: ``x [*batch, d_in]`` fed to all n.
+
+        ``first``: the first layer's output ``[n, *batch, hidden]`` when the caller computed it itself
+        (``x`` is then ignored).
+        """
+        layers = list(self.layers)
+        if first is not None:
+            batch, h, layers = first.shape[1:-1], first.reshape(self.n, -1, first.shape[-1]), layers[1:]
+            h = h.relu_()
+        elif shared:
+            batch, h = x.shape[:-1], layers[0](x.reshape(-1, x.shape[-1]), shared=True).relu_()
+            layers = layers[1:]
+        else:
+            batch, h = x.shape[1:-1], x.reshape(self.n, -1, x.shape[-1])
+        for k, layer in enumerate(layers):
             h = layer(h)
-            if k + 1 < len(self.layers):
-                h = torch.relu(h)
+            if k + 1 < len(layers):
+                h = h.relu_()  # in place: baddbmm's backward needs its inputs, not its output
         return h.reshape(self.n, *batch, h.shape[-1])
 
     def agent_module(self, k: int) -> nn.Sequential:
@@ -110,13 +163,35 @@ class TwinCritics(nn.Module):
         self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden)
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
-        """``state [*batch, D]``, ``joint_actions [n, *batch, sum A]`` (one joint action per agent's critic).
+        """``state [B, D]``, ``joint_actions [n, *batch, B, sum A]``: agent i's critic sees ``joint_actions[i]``.
 
-        Returns ``(q1, q2)``, each ``[n, *batch]``.
+        Returns ``(q1, q2)``, each ``[n, *batch, B]``. Two fast paths, same numbers: when every agent's critic
+        gets the same joint action (``joint_actions`` expanded along dim 0, stride 0), the whole first layer is
+        one GEMM for all ``2n`` networks; otherwise the first layer is split into its state part (common to
+        every query: one GEMM) and its action part (one small batched product).
         """
-        x = torch.cat([state.expand(joint_actions.shape[:-1] + state.shape[-1:]), joint_actions], -1)
-        q = self.net(torch.cat([x, x], 0)).squeeze(-1)
+        if joint_actions.stride(0) == 0 and joint_actions.dim() == state.dim() + 1:
+            x = torch.cat([state, joint_actions[0]], -1)
+            q = self.net(x, shared=True).squeeze(-1)
+        else:
+            q = self._per_agent(state, joint_actions)
         return q[: self.n], q[self.n:]
+
+    def _per_agent(self, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        first = self.net.layers[0]
+        d_state = state.shape[-1]
+        w_state, w_action = first.weight[:, :d_state], first.weight[:, d_state:]
+        two_n, hidden = first.weight.shape[0], first.weight.shape[-1]
+        h_state = torch.addmm(first.bias.reshape(1, -1), state, w_state.transpose(0, 1).reshape(d_state, -1))
+        h_state = h_state.view(state.shape[0], two_n, hidden).transpose(0, 1)  # [2n, B, H]
+        batch = joint.shape[1:-1]
+        acts = torch.cat([joint, joint], 0).reshape(two_n, -1, joint.shape[-1])
+        if len(batch) == 1:  # the usual case: state part added inside the batched product
+            h = torch.baddbmm(h_state, acts, w_action)
+        else:
+            h = torch.bmm(acts, w_action).view(two_n, *batch, hidden) + h_state.reshape(
+                two_n, *([1] * (len(batch) - 1)), state.shape[0], hidden)
+        return self.net(None, first=h).squeeze(-1)
 
     def min(self, state, joint_actions) -> torch.Tensor:
         return torch.minimum(*self(state, joint_actions))
@@ -125,5 +200,4 @@ class TwinCritics(nn.Module):
 @torch.no_grad()
 def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     """Target networks as exponential moving averages (Algorithm 1): ``bar theta <- tau theta + (1 - tau) bar theta``."""
-    for t, p in zip(target.parameters(), online.parameters()):
-        t.lerp_(p, tau)
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
