@@ -35,12 +35,11 @@ class BatchedLinear(nn.Module):
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """``x [n, M, d_in]`` (one input per layer), or ``x [M, d_in]`` fed to all ``n`` with ``shared=True``.
 
-        Returns ``[n, M, d_out]``. A shared input is one GEMM against the ``n`` weight matrices side by side.
+        Returns ``[n, M, d_out]``, contiguous (agent-major all the way: no transposed views, no copies).
         """
         n, d_in, d_out = self.weight.shape
-        if shared:
-            flat = torch.addmm(self.bias.reshape(1, n * d_out), x, self.weight.transpose(0, 1).reshape(d_in, -1))
-            return flat.view(x.shape[0], n, d_out).transpose(0, 1)
+        if shared:  # a stride-0 batch: MKL reads the one input n times, nothing is copied
+            x = x.expand(n, *x.shape)
         if d_out <= NARROW:
             return _NarrowLinear.apply(x, self.weight, self.bias)
         return torch.baddbmm(self.bias, x, self.weight)
@@ -61,8 +60,8 @@ class _NarrowLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
-        if w.shape[-1] == 1:
-            return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+        if w.shape[-1] == 1:  # one matrix-vector product per network, no [n, M, d_in] temporary
+            return torch.stack([torch.mv(x[k], w[k, :, 0]) for k in range(w.shape[0])]).unsqueeze(-1) + b
         return torch.bmm(w.transpose(1, 2), x.transpose(1, 2)).transpose(1, 2) + b
 
     @staticmethod
@@ -96,8 +95,8 @@ class BatchedMLP(nn.Module):
         """
         layers = list(self.layers)
         if first is not None:
-            batch, h, layers = first.shape[1:-1], first.reshape(self.n, -1, first.shape[-1]), layers[1:]
-            h = h.relu_()
+            batch, layers = first.shape[1:-1], layers[1:]
+            h = torch.relu(first).reshape(self.n, -1, first.shape[-1])  # (relu_ on a view would cost a copy)
         elif shared:
             batch, h = x.shape[:-1], layers[0](x.reshape(-1, x.shape[-1]), shared=True).relu_()
             layers = layers[1:]
@@ -182,8 +181,7 @@ class TwinCritics(nn.Module):
         d_state = state.shape[-1]
         w_state, w_action = first.weight[:, :d_state], first.weight[:, d_state:]
         two_n, hidden = first.weight.shape[0], first.weight.shape[-1]
-        h_state = torch.addmm(first.bias.reshape(1, -1), state, w_state.transpose(0, 1).reshape(d_state, -1))
-        h_state = h_state.view(state.shape[0], two_n, hidden).transpose(0, 1)  # [2n, B, H]
+        h_state = torch.baddbmm(first.bias, state.expand(two_n, *state.shape), w_state)  # [2n, B, H]
         batch = joint.shape[1:-1]
         acts = torch.cat([joint, joint], 0).reshape(two_n, -1, joint.shape[-1])
         if len(batch) == 1:  # the usual case: state part added inside the batched product

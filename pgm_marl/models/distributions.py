@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import torch
-from pyro.distributions import OneHotCategorical, RelaxedOneHotCategorical, TorchDistribution, constraints
+from pyro.distributions import OneHotCategorical, TorchDistribution, constraints
+from torch.distributions.utils import clamp_probs
 
 __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "Optimality", "SimulatorStep", "Replayed", "action_distribution",
            "Recorded", "harden", "ESTIMATORS"]
@@ -19,8 +20,8 @@ __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "Optimality", "SimulatorStep", "
 ESTIMATORS = ("reparam", "score")
 
 
-class GumbelSoftmaxPolicy(RelaxedOneHotCategorical):
-    r"""Gumbel-softmax relaxed one-hot action ``y = softmax((logits + g) / lambda)``, ``lambda`` = 1 (section 5.2).
+class GumbelSoftmaxPolicy(TorchDistribution):
+    r"""Gumbel-softmax relaxed one-hot action ``y = softmax((log pi + g) / lambda)``, ``lambda`` = 1 (section 5.2).
 
     Its ``log_prob`` is the policy's categorical log-probability extended linearly to the simplex,
 
@@ -28,7 +29,38 @@ class GumbelSoftmaxPolicy(RelaxedOneHotCategorical):
 
     which equals ``log pi(a)`` when ``y`` is the one-hot vector of ``a``. This is the ``log pi_i(a_i | s)`` of
     eq. 9 evaluated at a relaxed sample; it is differentiable in both ``y`` and the logits.
+
+    Samples are those of ``torch.distributions.RelaxedOneHotCategorical`` (same uniform draws, same Gumbel
+    transform), written directly: the actor step builds and expands these distributions a dozen times per
+    gradient step, and the generic class costs several normalisations and object layers each time.
     """
+
+    arg_constraints = {"logits": constraints.real_vector}
+    support = constraints.simplex
+    has_rsample = True
+
+    def __init__(self, temperature, logits: torch.Tensor, validate_args=None):
+        self.temperature = temperature
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)  # log pi, normalised
+        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(GumbelSoftmaxPolicy, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.temperature = self.temperature
+        new.logits = self.logits.expand(batch_shape + self.event_shape)
+        super(GumbelSoftmaxPolicy, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        return new
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.exp()
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        uniforms = clamp_probs(torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device))
+        gumbels = -((-(uniforms.log())).log())
+        return torch.softmax((self.logits + gumbels) / self.temperature, -1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
