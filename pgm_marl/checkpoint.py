@@ -18,12 +18,18 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 import numpy as np
 import torch
 
+from .errors import CheckpointError, MissingFileError, first_line, one_line
+from .runfolder import TMP_SUFFIX
+
+#: top-level entries of a training checkpoint (``pgm_marl.train``); ``evaluate`` needs only the first and last
+CHECKPOINT_KEYS = ("learner", "buffer", "config", "timing", "rng", "counters")
+
 
 def save_checkpoint(path: str | Path, payload: Dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -36,19 +42,46 @@ def save_checkpoint(path: str | Path, payload: Dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> Dict[str, Any]:
-    """Load a checkpoint on CPU with ``weights_only=True``; one-line errors naming the path."""
+def load_checkpoint(path: str | Path, required: Iterable[str] = ()) -> Dict[str, Any]:
+    """Load a checkpoint on CPU with ``weights_only=True``; one-line errors naming the path.
+
+    ``required``: top-level keys that must be present, each holding a dict (e.g. :data:`CHECKPOINT_KEYS`).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+        raise MissingFileError(f"no checkpoint file at {path}")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot load checkpoint {path} (corrupt or not a checkpoint): {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"cannot load checkpoint {path} (corrupt or not a checkpoint): "
+                              f"{first_line(err)}") from None
     if not isinstance(payload, dict):
-        raise ValueError(f"checkpoint {path} does not hold a dict")
+        raise CheckpointError(f"checkpoint {path} does not hold a dict; accepted: a checkpoint.pt written by "
+                              "pgm-marl train")
+    missing = [k for k in required if not isinstance(payload.get(k), dict)]
+    if missing:
+        has = ", ".join(map(str, payload)) or "nothing"
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)} (has {has}); accepted: a checkpoint.pt "
+                              "written by pgm-marl train")
     return payload
+
+
+def check_counters(counters: Mapping[str, Any]) -> None:
+    """The ``counters`` entry of a checkpoint must hold non-negative int ``episode``, ``env_steps``, ``updates``."""
+    for key in ("episode", "env_steps", "updates"):
+        if not isinstance(counters.get(key), int) or counters[key] < 0:
+            raise ValueError(f"counter {key!r} must be a non-negative int, got {counters.get(key)!r}")
+
+
+def restore(path: str | Path, what: str, load, state: Any) -> None:
+    """``load(state)`` (e.g. ``learner.load_state_dict``) for a part of the checkpoint at ``path``; a state that
+    does not fit (missing keys, other shapes: the file is not from this run's settings) is a one-line error."""
+    try:
+        load(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this run's {what} ({type(err).__name__}: "
+                              f"{one_line(err)[:300]}); accepted: a checkpoint written with the same task, "
+                              "algo and network settings") from None
 
 
 # ---------------------------------------------------------------- RNG states
@@ -79,9 +112,10 @@ def _np_unstate(state: Mapping, like: Mapping) -> Dict[str, Any]:
 
 
 def env_generators(venv) -> list:
-    """The ``np.random.Generator`` of each env copy of a :class:`~pgm_marl.envs.VectorEnv`."""
+    """The ``np.random.Generator`` of each env copy of a PettingZoo :class:`~pgm_marl.envs.VectorEnv` (none for
+    the torch backend, whose one ``torch.Generator`` is checkpointed with the named generators)."""
     gens = []
-    for env in venv.envs:
+    for env in getattr(venv, "envs", ()):
         base = getattr(env, "aec_env", env)
         gens.append(getattr(base, "unwrapped", base).np_random)
     return gens
@@ -110,11 +144,12 @@ def restore_rng(state: Mapping[str, Any], generators: Optional[Mapping[str, torc
     np.random.set_state(_np_unstate(state["numpy"], np_global))
     for name, g in (generators or {}).items():
         if name not in state["generators"]:
-            raise ValueError(f"checkpoint has no RNG state for generator {name!r}; has {sorted(state['generators'])}")
+            raise CheckpointError(f"checkpoint has no RNG state for generator {name!r}; "
+                                  f"has {sorted(state['generators'])}")
         g.set_state(state["generators"][name])
     np_generators = list(np_generators)
     if len(np_generators) != len(state["np_generators"]):
-        raise ValueError(f"checkpoint has {len(state['np_generators'])} env RNG states, "
-                         f"this run has {len(np_generators)} env copies")
+        raise CheckpointError(f"checkpoint has {len(state['np_generators'])} env RNG states, "
+                              f"this run has {len(np_generators)} env copies")
     for g, s in zip(np_generators, state["np_generators"]):
         g.bit_generator.state = _np_unstate(s, g.bit_generator.state)

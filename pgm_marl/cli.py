@@ -1,7 +1,9 @@
 """Command line: ``pgm-marl train [--FIELD VALUE ...] [--resume]`` and ``pgm-marl evaluate RUN_DIR``.
 
 The ``train`` flags are generated from :class:`~pgm_marl.config.TrainConfig` (``batch_size`` ->
-``--batch-size``), with each field's help text. User mistakes print ``error: <message>`` and exit 2.
+``--batch-size``), with each field's help text. User mistakes (:class:`~pgm_marl.errors.UserError`, and argparse's
+own errors) print one line on stderr and exit 2; non-finite numbers in a run exit 3; any other exception is a bug
+and keeps its traceback (exit 1).
 """
 from __future__ import annotations
 
@@ -13,6 +15,34 @@ from pathlib import Path
 from typing import List, Optional
 
 from .config import TrainConfig
+from .errors import MissingFileError, UserError, one_line
+from .report import add_report_parser, cmd_report
+from .runfolder import check_out_folder, check_output_file
+from .sweep import add_sweep_parser, cmd_sweep
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``prog: error: message (see prog --help)``), exit 2.
+    Subparsers made by ``add_subparsers().add_parser`` are of the same class."""
+
+    def error(self, message: str):
+        hint = ""
+        if "expected one argument" in message:  # argparse reads '--tau -inf' as two flags
+            hint = "; a value that starts with '-' is written --flag=VALUE"
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}{hint} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"got {text!r}; accepted: an int >= {low}")
+        return value
+    convert.__name__ = f"int >= {low}"
+    return convert
 
 
 def _optional_float(text: str) -> Optional[float]:
@@ -40,7 +70,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pgm-marl", description="Multi-agent RL as probabilistic inference (MA-SAC)")
+    parser = OneLineParser(prog="pgm-marl", description="Multi-agent RL as probabilistic inference (MA-SAC)")
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train agents; writes a run folder (--out)")
     add_config_flags(tr)
@@ -48,38 +78,50 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the run in --out from its checkpoint (given flags override its config.json)")
     ev = sub.add_parser("evaluate", help="evaluate a trained run with deterministic policies")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="run folder with config.json and checkpoint.pt")
-    ev.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default: 100)")
-    ev.add_argument("--seed", type=int, default=None, help="env seed (default: the run's seed + eval_seed_offset)")
-    ev.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this animated GIF")
+    ev.add_argument("--episodes", type=_int_at_least(1), default=100, help="evaluation episodes (default: 100)")
+    ev.add_argument("--seed", type=_int_at_least(0), default=None,
+                    help="env seed, >= 0 (default: the run's seed + eval_seed_offset)")
+    ev.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this animated GIF (.gif)")
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import train
-
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
     if args.resume:
         out = Path(given.get("out", TrainConfig.out))
+        if not out.is_dir():
+            raise MissingFileError(f"cannot resume: no run folder at --out {out}; accepted: a folder written by "
+                                   "pgm-marl train")
         cfg = TrainConfig.from_dict({**TrainConfig.load(out / "config.json").to_dict(), **given})
     else:
         cfg = TrainConfig(**given)
+    check_out_folder(cfg.out)
+    from .train import train  # after the checks above: flag mistakes are reported without importing torch
+
     train(cfg, resume=args.resume)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .checkpoint import load_checkpoint
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise MissingFileError(f"no run folder at {run_dir}; accepted: a folder written by pgm-marl train "
+                               "(config.json, checkpoint.pt)")
+    cfg = TrainConfig.load(run_dir / "config.json")
+    if args.gif:
+        check_output_file(args.gif, "--gif", suffix=".gif")
+    from .checkpoint import check_counters, load_checkpoint, restore
     from .envs import make_env
     from .evaluate import evaluate, render_gif
     from .train import make_learner
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run folder at {run_dir}")
-    cfg = TrainConfig.load(run_dir / "config.json")
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
+    restore(ckpt_path, "counters", check_counters, ckpt["counters"])
     _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
     learner = make_learner(spec, cfg)
-    learner.load_state_dict(ckpt["learner"])
+    restore(ckpt_path, "learner", learner.load_state_dict, ckpt["learner"])
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed
     returns = evaluate(learner, spec, cfg, args.episodes, seed)
     print(f"{cfg.task} / {cfg.algo}, episode {ckpt['counters']['episode']}, "
@@ -93,14 +135,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # TaskError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        {"train": cmd_train, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "report": cmd_report}[args.command](args)
+    except UserError as err:  # a user mistake (TaskError, config, checkpoint, run folder) or non-finite numbers
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
         return 130
-    return 0
+    except _LEGACY_USER_ERRORS.get(args.command, ()) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return 2
+    return 0  # anything else is a bug: it propagates with its traceback (exit 1)
+
+
+#: commands whose user mistakes are still plain ValueError / FileNotFoundError / FileExistsError rather than
+#: UserError: printed on one line as before. train and evaluate raise UserError only, so that an internal
+#: ValueError there shows its traceback instead of looking like a user mistake.
+_LEGACY_USER_ERRORS = {cmd: (ValueError, FileNotFoundError, FileExistsError) for cmd in ("sweep", "report")}
 
 
 if __name__ == "__main__":

@@ -8,13 +8,58 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from .errors import ConfigError, MissingFileError
+
 
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+_BARE_WORD = re.compile(r"[A-Za-z_][\w.\-]*")
+
+
+def _split_top_level(text: str) -> list:
+    """Split on commas outside brackets and quotes: ``"N=3,sizes=(1, 2)"`` -> ``["N=3", "sizes=(1, 2)"]``."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
+def _env_value(text: str, key: str, value: str) -> Any:
+    """One ``--env-kwargs`` value: a Python literal (finite numbers, True/False/None, quoted strings, tuples,
+    lists, dicts) or a bare word, kept as a string (``render_mode=rgb_array``); anything else is refused."""
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if _BARE_WORD.fullmatch(value):
+            return value
+        raise ConfigError(f"env_kwargs={text!r}: value {value!r} of {key} does not parse; accepted: a Python "
+                          "literal (3, 0.5, True, None, 'text', (1, 2)) or a bare word") from None
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        raise ConfigError(f"env_kwargs={text!r}: value {value!r} of {key} is not finite; accepted: a finite number")
+    return parsed
+
+
+#: what each float field accepts, for the one-line error on a non-finite value
+_FLOAT_ACCEPTED = {"lr": "a positive float", "gamma": "a float in [0, 1]", "tau": "a float in [0, 1]",
+                   "alpha": "a non-negative float, or none (the paper's per-task value)"}
 
 
 @dataclass
@@ -23,12 +68,16 @@ class TrainConfig:
 
     task: str = _f("cooperative_navigation", "task name (cooperative_navigation, cooperative_communication, "
                    "predator_prey, physical_deception) or a PettingZoo parallel env import path")
-    algo: str = _f("masac", "algorithm for all agents (e.g. masac, maddpg) or per team, "
-                   "e.g. 'predators=masac,prey=maddpg'")
+    algo: str = _f("masac", "algorithm for all agents, one of the presets masac, maddpg, masac-auto, masac-exact, "
+                   "reinforce-elbo (README, Algorithms), or one per team, e.g. 'predators=masac,prey=maddpg'")
     seed: int = _f(0, "random seed (networks, exploration, replay sampling, env copy k gets seed + k)")
     episodes: int = _f(15000, "number of training episodes (all env copies together)")
     max_cycles: int = _f(25, "episode length in environment steps")
-    num_envs: int = _f(1, "parallel environment copies; an environment step counts each copy")
+    num_envs: Optional[int] = _f(None, "parallel environment copies; an environment step counts each copy "
+                                 "(none: 100 on the torch backend, i.e. one gradient step per vector step at "
+                                 "update_every=100; 1 on pettingzoo)")
+    backend: str = _f("auto", "environment implementation: torch (batched tensors, the four paper tasks), "
+                      "pettingzoo (mpe2 itself, any ParallelEnv), or auto (torch where it exists)")
     lr: float = _f(0.01, "Adam learning rate of actors and critics")
     gamma: float = _f(0.95, "discount factor")
     tau: float = _f(0.01, "Polyak averaging rate of the target networks, applied every gradient step")
@@ -41,8 +90,8 @@ class TrainConfig:
     alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value")
     teams: Optional[str] = _f(None, "team map for an import-path task, e.g. 'red=agent_0+agent_1,blue=agent_2' "
                               "(none: the task's own teams, or one team per agent)")
-    env_kwargs: Optional[str] = _f(None, "extra env constructor arguments, e.g. 'N=6,local_ratio=0.5' (values parsed "
-                                   "as Python literals)")
+    env_kwargs: Optional[str] = _f(None, "extra env constructor arguments, e.g. 'N=6,local_ratio=0.5' (values: Python "
+                                   "literals, or bare words kept as strings)")
     eval_every: int = _f(100, "training episodes between evaluations (deterministic policies)")
     eval_episodes: int = _f(100, "episodes per evaluation")
     eval_seed_offset: int = _f(10_000, "evaluation env seed = seed + eval_seed_offset")
@@ -54,35 +103,61 @@ class TrainConfig:
                       "runs on a small machine do not oversubscribe it)")
 
     def __post_init__(self) -> None:
-        self.validate()
+        self._resolve_environment()
+        try:
+            self.validate()
+        except ConfigError:
+            raise
+        except ValueError as err:  # validation only inspects the given values: any ValueError is about them
+            raise ConfigError(str(err)) from None
 
     def validate(self) -> None:
-        """Raise a one-line ``ValueError`` naming the bad field, its value and what is accepted."""
+        """Raise a one-line ``ConfigError`` (a ``ValueError``) naming the bad field, its value and what is accepted."""
+        for f in dataclasses.fields(self):  # no NaN or infinity anywhere (json would write them as NaN / Infinity)
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                accepted = _FLOAT_ACCEPTED.get(f.name, "a finite float")
+                raise ConfigError(f"{f.name} must be finite, got {v!r}; accepted: {accepted}")
         positive = ("episodes", "max_cycles", "num_envs", "batch_size", "buffer_size", "update_every",
                     "hidden", "eval_every", "eval_episodes", "checkpoint_every", "threads")
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
         for name in ("seed", "learning_starts", "eval_seed_offset"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+                raise ConfigError(f"{name} must be a non-negative int, got {v!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive float, got {self.lr!r}")
+            raise ConfigError(f"lr must be a positive float, got {self.lr!r}")
         for name in ("gamma", "tau"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
-                raise ValueError(f"{name} must be a float in [0, 1], got {v!r}")
+                raise ConfigError(f"{name} must be a float in [0, 1], got {v!r}")
         if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a non-negative float or None (paper's per-task value), got {self.alpha!r}")
+            raise ConfigError(f"alpha must be a non-negative float or None (paper's per-task value), "
+                              f"got {self.alpha!r}")
         for name in ("task", "algo", "out"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
-                raise ValueError(f"{name} must be a non-empty string, got {v!r}")
+                raise ConfigError(f"{name} must be a non-empty string, got {v!r}")
         self.env_options()  # parse errors surface here, as one line
         if self.buffer_size < self.batch_size:
-            raise ValueError(f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})")
+            raise ConfigError(f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})")
+
+    def _resolve_environment(self) -> None:
+        """Resolve ``backend="auto"`` and ``num_envs=None`` once, so that config.json holds the values used."""
+        from .envs.vector import default_num_envs, resolve_backend
+
+        if not isinstance(self.backend, str) or not isinstance(self.task, str):
+            return  # validate() names the bad value
+        try:
+            options = self.env_options()
+        except ValueError:
+            return  # validate() raises the one-line error
+        self.backend = resolve_backend(self.task, self.backend, options)
+        if self.num_envs is None:
+            self.num_envs = default_num_envs(self.backend)
 
     def env_options(self) -> Dict[str, Any]:
         """``teams`` and ``env_kwargs`` as keyword arguments of ``make_env`` / ``VectorEnv``."""
@@ -92,18 +167,15 @@ class TrainConfig:
             for part in self.teams.split(","):
                 team, sep, members = part.partition("=")
                 if not sep or not team.strip() or not members.strip():
-                    raise ValueError(f"teams={self.teams!r}: bad entry {part!r}; accepted: 'team=agent+agent,...'")
+                    raise ConfigError(f"teams={self.teams!r}: bad entry {part!r}; accepted: 'team=agent+agent,...'")
                 out["teams"][team.strip()] = [m.strip() for m in members.split("+")]
-        for part in (self.env_kwargs or "").split(","):
+        for part in _split_top_level(self.env_kwargs or ""):
             if not part.strip():
                 continue
             key, sep, value = part.partition("=")
             if not sep or not key.strip().isidentifier():
-                raise ValueError(f"env_kwargs={self.env_kwargs!r}: bad entry {part!r}; accepted: 'name=value,...'")
-            try:
-                out[key.strip()] = ast.literal_eval(value.strip())
-            except (ValueError, SyntaxError):
-                out[key.strip()] = value.strip()  # a bare word is a string
+                raise ConfigError(f"env_kwargs={self.env_kwargs!r}: bad entry {part!r}; accepted: 'name=value,...'")
+            out[key.strip()] = _env_value(self.env_kwargs, key.strip(), value.strip())
         return out
 
     def to_dict(self) -> Dict[str, Any]:
@@ -114,11 +186,13 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
+            raise ConfigError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
+        if "backend" not in data:  # written before the torch backend existed: those runs stepped mpe2
+            data = {**data, "backend": "pettingzoo"}
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")  # strict JSON
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -126,9 +200,9 @@ class TrainConfig:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"no config file at {path}") from None
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read config {path}: {err}") from None
+            raise MissingFileError(f"no config file at {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"config {path} must hold a JSON object")
+            raise ConfigError(f"config {path} must hold a JSON object")
         return cls.from_dict(data)

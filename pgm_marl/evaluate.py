@@ -10,6 +10,7 @@ import torch
 
 from .config import TrainConfig
 from .envs import TaskSpec, VectorEnv
+from .errors import ConfigError, NonFiniteError
 
 
 @torch.no_grad()
@@ -21,23 +22,31 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
     rebuild 100 environments each time; by default one is made and closed.
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        raise ConfigError(f"episodes must be a positive int, got {episodes!r}")
     own = venv is None
     if own:
-        venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, max_cycles=cfg.max_cycles,
+        venv = VectorEnv(cfg.task, num_envs=episodes, seed=seed, max_cycles=cfg.max_cycles, backend=cfg.backend,
                          **{**cfg.env_options(), "teams": spec.teams})
     elif venv.num_envs != episodes:
         raise ValueError(f"venv has {venv.num_envs} copies but episodes={episodes}; they must be equal")
     totals = {t: 0.0 for t in spec.teams}
     finished = 0
     obs = venv.reset(seed=seed)
-    for _ in range(cfg.max_cycles):
+    for step in range(1, cfg.max_cycles + 1):
         result = venv.step(learner.act(obs, deterministic=True))
         obs = result.obs
+        ended = result.done.cpu()  # (episode_return is NaN where no episode ended: never use it as the mask)
         for t, ret in result.episode_return.items():
-            ended = ~torch.isnan(ret)
-            totals[t] += float(ret[ended].sum())
-        finished += int(result.done.sum())
+            ret = ret.cpu()[ended]
+            if not bool(torch.isfinite(ret).all()):  # a NaN / inf return is an error, never a silent 0.0
+                k = int(ended.nonzero()[(~torch.isfinite(ret)).nonzero()[0, 0]])
+                if own:
+                    venv.close()
+                raise NonFiniteError(f"evaluation: non-finite return/{t} {float(ret[~torch.isfinite(ret)][0])} "
+                                     f"in the episode of env copy {k} (env seed {seed + k}) of task {spec.name}, "
+                                     f"ended at step {step}: the environment produced a non-finite reward")
+            totals[t] += float(ret.sum())
+        finished += int(ended.sum())
     if own:
         venv.close()
     if finished == 0:
@@ -47,22 +56,40 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
 
 @torch.no_grad()
 def render_gif(learner, spec: TaskSpec, cfg: TrainConfig, path: str | Path, seed: int, fps: int = 10) -> Path:
-    """Play one deterministic episode with ``render_mode="rgb_array"`` and save it as an animated GIF."""
+    """Play one deterministic episode and save it as an animated GIF, drawn by mpe2's own renderer.
+
+    On the torch backend the episode is played by the torch environment and each state is copied into an mpe2
+    env (``to_mpe2``) just to draw it; on pettingzoo the env renders itself (``render_mode="rgb_array"``).
+    """
     import imageio.v2 as imageio
+
+    from .envs import make_env
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array",
-                     **{**cfg.env_options(), "teams": spec.teams})
-    env = venv.envs[0]
+    options = {**cfg.env_options(), "teams": spec.teams}
+    if cfg.backend == "torch":
+        venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, backend="torch", **options)
+        viewer, _ = make_env(cfg.task, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array", **options)
+
+        def frame():
+            venv.to_mpe2(0, viewer)
+            return viewer.render()
+    else:
+        venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array",
+                         backend="pettingzoo", **options)
+        viewer = None
+        frame = venv.envs[0].render
     obs = venv.reset()
-    frames = [env.render()]
+    frames = [frame()]
     for _ in range(cfg.max_cycles):
         result = venv.step(learner.act(obs, deterministic=True))
         obs = result.obs
         if bool(result.done[0]):
             break
-        frames.append(env.render())
+        frames.append(frame())
+    if viewer is not None:
+        viewer.close()
     venv.close()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

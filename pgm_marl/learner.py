@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import copy
 
+import pyro
 import torch
 from torch import nn
 
+from .errors import UserError
+from .allocator import keep_freed_memory
 from .inference.actor import NeuralPolicies
 from .inference.masac import MASACLoss
 from .inference.reinforce import EpisodeWorld, reinforce_surrogate
@@ -24,8 +27,8 @@ def make_learner(spec, cfg):
     algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
     critics = {a.critic for a in algorithms}
     if len(critics) > 1:
-        raise ValueError(f"--algo {cfg.algo!r} mixes critic-free (reinforce-elbo) and critic-based algorithms; "
-                         "accepted: all agents with a critic, or all without")
+        raise UserError(f"--algo {cfg.algo!r} mixes critic-free (reinforce-elbo) and critic-based algorithms; "
+                        "accepted: all agents with a critic, or all without")
     return Learner(spec, cfg) if critics == {True} else ReinforceLearner(spec, cfg)
 
 
@@ -48,6 +51,7 @@ class Learner:
 
     def __init__(self, spec, cfg, actors=None, critic=None):
         spec.require_discrete()
+        keep_freed_memory()  # batch-1024 activations are reused, not page-faulted in anew each step
         self.spec, self.cfg = spec, cfg
         self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
         if any(not a.critic for a in self.algorithms):
@@ -62,8 +66,8 @@ class Learner:
         self.loss = MASACLoss(self.actors, self.critic, self.target_actors, self.target_critic, self.algorithms,
                               cfg.task, cfg.gamma, cfg.alpha)
         self.optimizers = {
-            "loss/actor": torch.optim.Adam(self.actors.parameters(), lr=cfg.lr),
-            "loss/critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr),
+            "loss/actor": torch.optim.Adam(self.actors.parameters(), lr=cfg.lr, fused=True),
+            "loss/critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True),
             "loss/temperature": torch.optim.Adam([self.loss.log_alpha], lr=cfg.lr),
         }
 
@@ -72,7 +76,8 @@ class Learner:
 
     def update(self, batch) -> dict[str, float]:
         """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets."""
-        losses = self.loss(batch)
+        with pyro.validation_enabled(False):  # support checks of every site, every step: the tests keep them on
+            losses = self.loss(batch)
         for name, opt in self.optimizers.items():
             if name in losses:
                 opt.zero_grad(set_to_none=True)
@@ -122,7 +127,8 @@ class ReinforceLearner:
         self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
         alphas = [a.alpha(cfg.task, cfg.alpha) for a in self.algorithms]
         if min(alphas) <= 0:
-            raise ValueError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got {alphas}")
+            raise UserError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got --alpha {cfg.alpha}; "
+                            "accepted: --alpha > 0 or none")
         self.alpha = torch.tensor(alphas)
         torch.manual_seed(cfg.seed)
         self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)

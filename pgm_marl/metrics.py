@@ -9,8 +9,29 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import matplotlib
 
+from .errors import UserError
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+#: Mean evaluation return of uniformly random policies per task and team, with the library's team return
+#: (sum over steps of the team-mean reward), 25-step episodes, default env settings, 100 episodes on env seeds
+#: 10000-10099 (the evaluation episodes of a seed-0 run). Measured with ``python benchmarks/random_baseline.py``.
+RANDOM_BASELINES: Dict[str, Dict[str, float]] = {
+    "cooperative_navigation": {"all": -25.76},
+    "cooperative_communication": {"all": -40.16},
+    "predator_prey": {"predators": 4.80, "prey": -17.80},
+    "physical_deception": {"good": 7.97, "adversary": -28.05},
+}
+
+
+def random_baseline(cfg) -> Optional[Dict[str, float]]:
+    """Team -> uniform-random return for a run's task, or None where the table does not apply (other task,
+    episode length, env arguments or teams)."""
+    if cfg.max_cycles != 25 or cfg.env_kwargs or cfg.teams:
+        return None
+    return RANDOM_BASELINES.get(cfg.task)
 
 
 def metric_columns(teams: Sequence[str]) -> list:
@@ -35,7 +56,8 @@ class MetricsLogger:
             with self.path.open(newline="") as f:
                 reader = csv.DictReader(f)
                 if reader.fieldnames != self.columns:
-                    raise ValueError(f"{self.path} has columns {reader.fieldnames}, expected {self.columns}")
+                    raise UserError(f"{self.path} has columns {reader.fieldnames}, expected {self.columns}; "
+                                    "accepted: the metrics.csv this run wrote")
                 kept = [row for row in reader if int(row["episode"]) <= resume_episode]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")  # rewrite atomically: no row is lost on a crash
@@ -86,12 +108,17 @@ def read_metrics(csv_path: str | Path) -> Dict[str, list]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
-def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: Optional[str] = None) -> None:
-    """One line per team (evaluation return vs training episode)."""
+def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: Optional[str] = None,
+                        baseline: Optional[Mapping[str, float]] = None) -> None:
+    """One line per team (evaluation return vs training episode); ``baseline``: team -> return of uniformly
+    random policies (:func:`random_baseline`), drawn as a labelled dashed horizontal line in the team's colour."""
     data = read_metrics(csv_path)
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in (k for k in data if k.startswith("return/")):
-        ax.plot(data["episode"], data[key], marker="o" if len(data[key]) < 30 else None, label=key[7:])
+        line, = ax.plot(data["episode"], data[key], marker="o" if len(data[key]) < 30 else None, label=key[7:])
+        if baseline and key[7:] in baseline:
+            label = "uniform random" + (f" ({key[7:]})" if len(baseline) > 1 else "")
+            ax.axhline(baseline[key[7:]], color=line.get_color(), linestyle="--", linewidth=1, alpha=0.7, label=label)
     ax.set_xlabel("training episode")
     ax.set_ylabel("evaluation return (deterministic policy)")
     if title:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import capture_rng, env_generators, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (CHECKPOINT_KEYS, capture_rng, check_counters, env_generators, load_checkpoint, restore,
+                         restore_rng, save_checkpoint)
 from .config import TrainConfig
+from .errors import ConfigError, MissingFileError, NonFiniteError, RunExistsError
 from .envs import VectorEnv
 from .evaluate import evaluate
-from .metrics import MetricsLogger, plot_learning_curve
+from .guards import check_finite_state, check_finite_step, guarded_update, learning_plan_warning
+from .metrics import MetricsLogger, plot_learning_curve, random_baseline
 from .replay import ReplayBuffer
+from .runfolder import check_out_folder, make_run_folder, remove_stale_temp_files
 
 #: fields that may differ between a checkpoint and the config that resumes it
 RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorboard", "threads")
@@ -35,11 +40,11 @@ def make_learner(spec, cfg: TrainConfig):
     return build(spec, cfg)
 
 
-def learner_generators(learner, replay_gen: torch.Generator) -> Dict[str, torch.Generator]:
-    """Named torch generators to checkpoint: replay sampling and, if it has one, the learner's own."""
+def run_generators(replay_gen: torch.Generator, venv) -> Dict[str, torch.Generator]:
+    """Named torch generators to checkpoint: replay sampling and, on the torch backend, the environment's."""
     gens = {"replay": replay_gen}
-    if isinstance(getattr(learner, "generator", None), torch.Generator):
-        gens["learner"] = learner.generator
+    if isinstance(getattr(venv, "generator", None), torch.Generator):
+        gens["env"] = venv.generator
     return gens
 
 
@@ -59,19 +64,20 @@ class Timer:
 def _check_resume(cfg: TrainConfig, saved: dict, path: Path) -> None:
     for key, value in cfg.to_dict().items():
         if key not in RESUMABLE_CHANGES and saved.get(key) != value:
-            raise ValueError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "
-                             f"{saved.get(key)!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
+            raise ConfigError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "
+                              f"{saved.get(key)!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train per ``cfg``; write config.json, metrics.csv, learning_curve.png, checkpoint.pt, timing.json."""
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / "checkpoint.pt"
+    check_out_folder(run_dir)  # a file, or a folder that cannot be written: refused before any work
     if resume and not ckpt_path.exists():
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}")
+        raise MissingFileError(f"cannot resume: no checkpoint at {ckpt_path}")
     if not resume and ckpt_path.exists():
-        raise FileExistsError(f"run folder {run_dir} already holds a checkpoint; pass --resume or choose another --out")
-    ckpt = load_checkpoint(ckpt_path) if resume else None
+        raise RunExistsError(f"run folder {run_dir} already holds a checkpoint; pass --resume or choose another --out")
+    ckpt = load_checkpoint(ckpt_path, required=CHECKPOINT_KEYS) if resume else None
     if ckpt is not None:
         _check_resume(cfg, ckpt["config"], ckpt_path)
 
@@ -80,22 +86,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     replay_gen = torch.Generator().manual_seed(cfg.seed)
-    venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles, **cfg.env_options())
+    venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles, backend=cfg.backend,
+                     **cfg.env_options())
     spec = venv.spec
     eval_venv = None  # built at the first evaluation, reseeded at every one
     learner = make_learner(spec, cfg)  # bad task / algo fail here, before the run folder is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
     buffer = ReplayBuffer(cfg.buffer_size, spec.state_dim, spec.n_agents)
     counters = {"episode": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
     obs = venv.reset()  # first reset: copy k seeded with seed + k
     timer = Timer()
-    if ckpt is not None:
-        learner.load_state_dict(ckpt["learner"])
-        buffer.load_state_dict(ckpt["buffer"])
+    if ckpt is not None:  # a checkpoint that does not fit is refused before any file of the run is touched
+        restore(ckpt_path, "learner", learner.load_state_dict, ckpt["learner"])
+        restore(ckpt_path, "replay buffer", buffer.load_state_dict, ckpt["buffer"])
+        restore(ckpt_path, "counters", check_counters, ckpt["counters"])
         counters.update(ckpt["counters"])
         timer = Timer(ckpt["timing"])
-        restore_rng(ckpt["rng"], learner_generators(learner, replay_gen), env_generators(venv))
+        restore(ckpt_path, "RNG states", lambda rng: restore_rng(rng, run_generators(replay_gen, venv),
+                                                                  env_generators(venv)), ckpt["rng"])
+    plan = learning_plan_warning(cfg, getattr(learner, "on_policy", False))
+    if plan and counters["updates"] == 0:
+        print(f"warning: {plan}", file=sys.stderr)
+    make_run_folder(run_dir)
+    stale = remove_stale_temp_files(run_dir)
+    if stale:
+        print(f"note: removed {len(stale)} stale temp file(s) of an interrupted write in {run_dir}: "
+              f"{', '.join(p.name for p in stale)}", file=sys.stderr)
+    cfg.save(run_dir / "config.json")
+    last_checkpoint = counters["episode"] if ckpt is not None else None
     logger = MetricsLogger(run_dir, list(spec.teams), resume=resume, resume_episode=counters["episode"],
                            tensorboard=cfg.tensorboard)
     title = f"{cfg.task} / {cfg.algo} (seed {cfg.seed})"
@@ -104,12 +121,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     wall = lambda: wall_before + time.perf_counter() - start_time  # noqa: E731
 
     def checkpoint() -> None:
+        nonlocal last_checkpoint
         counters["wall_seconds"] = wall()
+        learner_state = learner.state_dict()
+        check_finite_state(learner_state, f"refusing to write {ckpt_path} at update {counters['updates']}: learner "
+                                          "state", spec.agents)
         save_checkpoint(ckpt_path, {
-            "learner": learner.state_dict(), "buffer": buffer.state_dict(), "config": cfg.to_dict(),
+            "learner": learner_state, "buffer": buffer.state_dict(), "config": cfg.to_dict(),
             "counters": dict(counters), "timing": dict(timer.totals),
-            "rng": capture_rng(learner_generators(learner, replay_gen), env_generators(venv)),
+            "rng": capture_rng(run_generators(replay_gen, venv), env_generators(venv)),
         })
+        last_checkpoint = counters["episode"]
 
     bar = tqdm(total=cfg.episodes, initial=min(counters["episode"], cfg.episodes), unit="ep",
                disable=not cfg.progress, dynamic_ncols=True)
@@ -122,14 +144,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             diagnostics = {}
             on_policy = getattr(learner, "on_policy", False)  # reinforce-elbo learns from the round's episodes
             states, round_actions, rewards = [], [], []
-            for _ in range(cfg.max_cycles):
+            for step in range(1, cfg.max_cycles + 1):
                 with timer("act"):
                     actions = learner.act(obs)
                 with timer("env"):
                     res = venv.step(actions)
-                buffer.add(venv.state(obs), actions, res.reward, venv.state(res.next_obs), res.terminated)
+                state, next_state = venv.state(obs), venv.state(res.next_obs)
+                check_finite_step(spec, res.reward, state, next_state, episode=counters["episode"], step=step,
+                                  env_steps=counters["env_steps"])  # NaN / inf never enter the buffer
+                buffer.add(state, actions, res.reward, next_state, res.terminated)
                 if on_policy:
-                    states.append(venv.state(obs))
+                    states.append(state)
                     round_actions.append(actions)
                     rewards.append(res.reward)
                 obs = res.obs
@@ -138,13 +163,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 if not on_policy and counters["env_steps"] >= cfg.learning_starts and len(buffer) >= cfg.batch_size:
                     with timer("learn"):
                         for _ in range(due):
-                            diagnostics = learner.update(buffer.sample(cfg.batch_size, replay_gen))
+                            diagnostics = guarded_update(  # losses and weights checked after each update
+                                lambda: learner.update(buffer.sample(cfg.batch_size, replay_gen)),
+                                learner, spec.agents, update=counters["updates"] + 1, env_steps=counters["env_steps"])
                             counters["updates"] += 1
             if on_policy:
                 with timer("learn"):
                     states.append(venv.state(res.next_obs))
-                    diagnostics = learner.update_episodes(torch.stack(states), torch.stack(round_actions),
-                                                          torch.stack(rewards))
+                    diagnostics = guarded_update(
+                        lambda: learner.update_episodes(torch.stack(states), torch.stack(round_actions),
+                                                        torch.stack(rewards)),
+                        learner, spec.agents, update=counters["updates"] + 1, env_steps=counters["env_steps"])
                 counters["updates"] += 1
             before, counters["episode"] = counters["episode"], counters["episode"] + cfg.num_envs
             done = counters["episode"] >= cfg.episodes
@@ -153,17 +182,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if counters["episode"] // cfg.eval_every > before // cfg.eval_every:
                 with timer("eval"):
                     eval_venv = eval_venv or VectorEnv(cfg.task, num_envs=cfg.eval_episodes, seed=eval_seed,
-                                                       max_cycles=cfg.max_cycles,
+                                                       max_cycles=cfg.max_cycles, backend=cfg.backend,
                                                        **{**cfg.env_options(), "teams": spec.teams})
                     returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed, venv=eval_venv)
                 logger.log_eval(counters["episode"], counters["env_steps"], wall(), returns)
-                plot_learning_curve(logger.path, run_dir / "learning_curve.png", title)
+                plot_learning_curve(logger.path, run_dir / "learning_curve.png", title, baseline=random_baseline(cfg))
                 postfix = {t: f"{r:.2f}" for t, r in returns.items()}
             if done or counters["episode"] // cfg.checkpoint_every > before // cfg.checkpoint_every:
                 checkpoint()
             rate = (counters["env_steps"] - steps_at_start) / max(time.perf_counter() - start_time, 1e-9)
             bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"}, refresh=False)
             bar.update(min(counters["episode"], cfg.episodes) - bar.n)
+    except NonFiniteError as err:  # nothing non-finite was stored or checkpointed: say what is left
+        kept = (f"the last checkpoint ({ckpt_path}, episode {last_checkpoint}) is kept" if last_checkpoint is not None
+                else "no checkpoint was written")
+        raise NonFiniteError(f"{err}; {kept}") from None
     finally:
         bar.close()
         logger.close()
@@ -174,9 +207,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     timing = {**{k: round(v, 3) for k, v in timer.totals.items()}, "wall": round(wall(), 3),
               "env_steps": counters["env_steps"], "updates": counters["updates"], "episodes": counters["episode"]}
     (run_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
-    if cfg.progress:
-        split = ", ".join(f"{k} {v:.1f}s" for k, v in timer.totals.items())
-        print(f"done: {counters['episode']} episodes, {counters['env_steps']} env steps, "
-              f"{counters['updates']} updates in {timing['wall']:.1f}s ({split}); results in {run_dir}")
+    split = ", ".join(f"{k} {v:.1f}s" for k, v in timer.totals.items())  # printed with or without --progress
+    print(f"done: {counters['episode']} episodes, {counters['env_steps']} env steps, "
+          f"{counters['updates']} updates in {timing['wall']:.1f}s ({split}); results in {run_dir}")
     return run_dir
 

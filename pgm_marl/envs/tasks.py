@@ -13,9 +13,11 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 
+from ..errors import UserError, one_line
 
-class TaskError(ValueError):
-    """Bad task name, import path, env type or team map (one-line message)."""
+
+class TaskError(UserError):
+    """Bad task name, import path, env type, env arguments or team map (one-line message; a ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,10 @@ def make_env(task: str, seed: Optional[int] = None, teams: Optional[Mapping[str,
                         "or an import path like mpe2.simple_push_v3")
     try:
         env = fn(max_cycles=max_cycles, **kwargs)
-    except TypeError as err:
-        raise TaskError(f"could not build {task!r} with max_cycles={max_cycles}, {kwargs}: {err}") from None
+    except (TypeError, ValueError, AssertionError) as err:  # the env refuses the user's arguments
+        raise TaskError(f"could not build {task!r} with max_cycles={max_cycles}, {kwargs}: "
+                        f"{type(err).__name__}: {one_line(err)}; accepted: the env constructor's own arguments "
+                        "(--env-kwargs)") from None
     if not isinstance(env, ParallelEnv):
         kind = "an AEC env, not parallel (use its parallel_env)" if isinstance(env, AECEnv) else type(env).__name__
         raise TaskError(f"{task!r} does not produce a PettingZoo ParallelEnv: got {kind}")

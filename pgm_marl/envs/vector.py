@@ -1,4 +1,9 @@
-"""K synchronous copies of a PettingZoo parallel env, returning torch tensors.
+"""K synchronous environment copies returning torch tensors: one interface, two backends.
+
+``VectorEnv(task, num_envs, seed, backend=...)`` returns a :class:`PettingZooVectorEnv` (K PettingZoo parallel
+envs stepped in a Python loop; any task) or a :class:`~pgm_marl.envs.torch_mpe.TorchMPEVectorEnv` (the four
+paper tasks as batched tensor programs, checked step for step against mpe2). Both return the same
+:class:`StepResult`. ``backend="auto"`` picks torch for the four named tasks and PettingZoo otherwise.
 
 Observations are a **list of per-agent tensors** ``obs[i]: [K, obs_dims[i]]`` in
 ``spec.agents`` order; sizes differ between agents (speaker 3, listener 11), so nothing
@@ -16,7 +21,45 @@ import numpy as np
 import torch
 
 from .returns import ReturnAccumulator
-from .tasks import make_env
+from .tasks import TASKS, TaskError, make_env
+
+#: environment implementations; "auto" = torch for the four paper tasks, pettingzoo otherwise
+BACKENDS = ("auto", "torch", "pettingzoo")
+#: env kwargs only mpe2 itself understands (rendering)
+_PETTINGZOO_ONLY = ("render_mode",)
+
+
+def resolve_backend(task: str, backend: str = "auto", env_kwargs: Dict | None = None) -> str:
+    """The concrete backend for ``task``: ``"torch"`` or ``"pettingzoo"``; a one-line ``TaskError`` if impossible."""
+    if backend not in BACKENDS:
+        raise TaskError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
+    torch_ok = task in TASKS and not any(k in (env_kwargs or {}) for k in _PETTINGZOO_ONLY)
+    if backend == "torch" and not torch_ok:
+        why = (f"it implements only the four paper tasks ({', '.join(TASKS)}), not {task!r}" if task not in TASKS
+               else f"{', '.join(_PETTINGZOO_ONLY)} needs mpe2's own renderer")
+        raise TaskError(f"backend 'torch' cannot run {task!r}: {why}; accepted: --backend pettingzoo or auto")
+    if backend == "auto":
+        return "torch" if torch_ok else "pettingzoo"
+    return backend
+
+
+def default_num_envs(backend: str) -> int:
+    """Env copies when ``num_envs`` is not given: 100 on torch (one vector step = 100 env steps = one gradient
+    step at the paper's ``update_every=100``, so the ratio of updates to env steps is the paper's), 1 on
+    pettingzoo (its copies are stepped one by one: more of them gain nothing)."""
+    return 100 if backend == "torch" else 1
+
+
+def VectorEnv(task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,
+              device: str | torch.device = "cpu", backend: str = "auto", **env_kwargs):
+    """``num_envs`` copies of ``task`` on the chosen backend (see :func:`resolve_backend`); same interface."""
+    backend = resolve_backend(task, backend, env_kwargs)
+    if backend == "torch":
+        from .torch_mpe import TorchMPEVectorEnv
+        return TorchMPEVectorEnv(task, num_envs=num_envs, seed=seed, teams=teams, max_cycles=max_cycles,
+                                 device=device, **env_kwargs)
+    return PettingZooVectorEnv(task, num_envs=num_envs, seed=seed, teams=teams, max_cycles=max_cycles,
+                               device=device, **env_kwargs)
 
 
 class StepResult(NamedTuple):
@@ -32,8 +75,10 @@ class StepResult(NamedTuple):
         return self.terminated | self.truncated
 
 
-class VectorEnv:
+class PettingZooVectorEnv:
     """``num_envs`` copies of ``make_env(task, ...)`` stepped in a Python loop (discrete actions only)."""
+
+    backend = "pettingzoo"
 
     def __init__(self, task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,
                  device: str | torch.device = "cpu", **env_kwargs):

@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ..errors import UserError
+
 __all__ = ["Algorithm", "PRESETS", "PAPER_ALPHA", "register", "resolve", "parse_algo_spec"]
 
 #: Section 5.2: temperature per task, found by grid search (shared by cooperating agents).
@@ -108,7 +110,7 @@ def resolve(name: str | Algorithm) -> Algorithm:
     if isinstance(name, Algorithm):
         return name
     if name not in PRESETS:
-        raise ValueError(f"unknown algorithm {name!r}; accepted: {', '.join(PRESETS)}")
+        raise UserError(f"unknown algorithm {name!r}; accepted: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -121,10 +123,10 @@ def parse_algo_spec(spec: str, teams: Mapping[str, Sequence[str]], agents: Seque
         team, _, algo = part.partition("=")
         team = team.strip()
         if team not in teams:
-            raise ValueError(f"unknown team {team!r} in --algo {spec!r}; accepted teams: {', '.join(teams)}")
+            raise UserError(f"unknown team {team!r} in --algo {spec!r}; accepted teams: {', '.join(teams)}")
         chosen[team] = resolve(algo.strip())
     missing = [t for t in teams if t not in chosen]
     if missing:
-        raise ValueError(f"--algo {spec!r} gives no algorithm for team(s) {', '.join(missing)}; teams: {', '.join(teams)}")
+        raise UserError(f"--algo {spec!r} gives no algorithm for team(s) {', '.join(missing)}; teams: {', '.join(teams)}")
     per_agent = {a: chosen[t] for t, members in teams.items() for a in members}
     return [per_agent[a] for a in agents]

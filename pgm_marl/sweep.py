@@ -1,0 +1,368 @@
+"""``pgm-marl sweep``: a grid of training runs as Ray tasks, idempotent and resumable.
+
+Every :class:`~pgm_marl.config.TrainConfig` field is a flag; a flag given once applies to every run, a flag
+given several times is a grid axis with one point per value (``--algo masac --algo maddpg --seed 0-4``; a
+seed ``A-B`` is the inclusive range). An algorithm spec such as ``predators=masac,prey=maddpg`` is one value:
+commas never split a value. Each run writes its usual run folder ``SWEEP_DIR/<name>`` where ``<name>`` is
+derived from the run's axis values only (task, algorithm, every other field given several times, seed last:
+``predator_prey__predators-masac_prey-maddpg__seed0``), so rerunning the same command finds the same folders.
+
+Rerunning is idempotent: a finished run (``timing.json`` counts at least ``episodes``) is skipped, an
+interrupted one (``checkpoint.pt`` but not finished) continues with ``train(cfg, resume=True)``, a folder
+killed before its first checkpoint is cleared of its partial outputs and started afresh. A run folder whose
+``config.json`` differs from what the sweep asks (beyond the fields a resume may change) fails with a
+one-line error instead of being skipped or resumed. Each start is appended to the run's ``attempts.jsonl``.
+
+Ray runs one task per run (``num_cpus = --threads``, one torch thread by default): a local instance with
+one run per core unless ``--address`` names an existing cluster. On a cluster, ``--out`` must be a path
+that every node sees (a shared file system) and ``pgm_marl`` must be installed on every node. A failing run
+does not stop the others; the sweep ends with a table and exits 1 if any run failed. Stopping the driver
+(Ctrl-C, SIGTERM) kills the running tasks; checkpoints are written atomically, so rerunning continues.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .config import TrainConfig
+from .errors import ConfigError, RunFolderError
+
+#: TrainConfig fields the sweep sets itself: the run folder and the per-run progress bar
+NOT_FLAGS = ("out", "progress")
+#: axes that always name a run (in this order; ``seed`` goes last), whether they vary or not
+NAMED_AXES = ("task", "algo")
+#: outputs of ``train`` that a run killed before its first checkpoint leaves behind
+PARTIAL_OUTPUTS = ("config.json", "metrics.csv", "metrics.csv.tmp", "learning_curve.png", "timing.json")
+
+
+# ---------------------------------------------------------------- the grid
+
+def parse_seeds(text: str) -> List[int]:
+    """``"3"`` -> [3]; ``"0-4"`` -> [0, 1, 2, 3, 4] (inclusive range)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad seed {text!r}; accepted: a non-negative int or a range 'A-B', e.g. '0-4'")
+    start, end = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+    if end < start:
+        raise argparse.ArgumentTypeError(f"bad seed range {text!r}: start > end; accepted: 'A-B' with A <= B, e.g. '0-4'")
+    return list(range(start, end + 1))
+
+
+def grid_values(given: Dict[str, List[Any]]) -> Dict[str, List[Any]]:
+    """Flatten seed ranges and drop repeated values (order kept): ``{field: [value, ...]}``."""
+    out = {}
+    for name, values in given.items():
+        flat = [v for group in values for v in group] if name == "seed" else list(values)
+        out[name] = list(dict.fromkeys(flat))
+    return out
+
+
+def sanitize(text: str) -> str:
+    """A filesystem-safe piece of a folder name: ``a=b,c=d`` -> ``a-b_c-d``."""
+    text = str(text).replace("=", "-").replace(",", "_").replace("/", "-").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", text)
+
+
+def axis_order(values: Dict[str, List[Any]]) -> List[str]:
+    """Fields that name a run: task, algo, every other field with several values (field order), seed."""
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    varying = [f for f in fields if f not in NAMED_AXES + ("seed",) and len(values.get(f, [])) > 1]
+    return list(NAMED_AXES) + varying + ["seed"]
+
+
+def run_name(point: Dict[str, Any], axes: Sequence[str]) -> str:
+    """Stable folder name of one grid point: task and algo by value, other axes as ``<field><value>``."""
+    parts = []
+    for name in axes:
+        value = "none" if point[name] is None else point[name]
+        parts.append(sanitize(value) if name in NAMED_AXES else f"{name}{sanitize(value)}")
+    return "__".join(parts)
+
+
+def expand_grid(given: Dict[str, List[Any]]) -> List[Tuple[str, Dict[str, Any]]]:
+    """``[(name, {field: value})]`` for the product of the flags' values, in axis order.
+
+    ``given`` maps each field given on the command line to its values; task, algo and seed default to
+    TrainConfig's. Raises a one-line ConfigError when two grid points would share a folder name.
+    """
+    values = grid_values(given)
+    for name in NAMED_AXES + ("seed",):
+        values.setdefault(name, [getattr(TrainConfig, name)])
+    axes = axis_order(values)
+    fixed = {k: v[0] for k, v in values.items() if k not in axes}
+    points, seen = [], {}
+    for combo in itertools.product(*(values[a] for a in axes)):
+        point = {**fixed, **dict(zip(axes, combo))}
+        name = run_name(point, axes)
+        if name in seen:
+            raise ConfigError(f"grid points {seen[name]} and {dict(zip(axes, combo))} share the folder name "
+                             f"{name!r}; accepted: values that differ after sanitizing (=,/ and spaces)")
+        seen[name] = dict(zip(axes, combo))
+        points.append((name, point))
+    return points
+
+
+def make_configs(given: Dict[str, List[Any]], sweep_dir: Path) -> List[Tuple[str, TrainConfig]]:
+    """One validated TrainConfig per grid point, its run folder under ``sweep_dir`` and no progress bar."""
+    return [(name, TrainConfig(**{**point, "out": str(sweep_dir / name), "progress": False}))
+            for name, point in expand_grid(given)]
+
+
+# ---------------------------------------------------------------- state of one run folder
+
+def read_timing(run_dir: Path) -> Dict[str, Any]:
+    """``timing.json`` (written by ``train`` when it completes) or ``{}``."""
+    try:
+        return json.loads((run_dir / "timing.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_status(cfg: TrainConfig) -> str:
+    """``finished`` (timing.json counts >= episodes), ``interrupted`` (a checkpoint), ``partial`` or ``absent``."""
+    run_dir = Path(cfg.out)
+    if read_timing(run_dir).get("episodes", -1) >= cfg.episodes and (run_dir / "checkpoint.pt").exists():
+        return "finished"
+    if (run_dir / "checkpoint.pt").exists():
+        return "interrupted"
+    return "partial" if (run_dir / "config.json").exists() or (run_dir / "metrics.csv").exists() else "absent"
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """One-line RunFolderError if the run folder was trained with other settings than ``cfg`` asks."""
+    from .train import RESUMABLE_CHANGES
+
+    path = Path(cfg.out) / "config.json"
+    if not path.exists():
+        return
+    saved = TrainConfig.load(path).to_dict()
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE_CHANGES and saved.get(key) != value:
+            raise RunFolderError(f"{path.parent.name} was trained with {key}={saved.get(key)!r} but the sweep asks "
+                             f"{value!r}; use another --out or make {key} an axis")
+
+
+def clear_partial(run_dir: Path) -> None:
+    """Remove what a run killed before its first checkpoint wrote (``train`` removes stale temp files itself)."""
+    for name in PARTIAL_OUTPUTS:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+
+
+def final_returns(run_dir: Path) -> Dict[str, float]:
+    """``{team: return}`` of the last evaluation row of ``metrics.csv`` (``{}`` if none)."""
+    try:
+        with (Path(run_dir) / "metrics.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {k[7:]: float(v) for k, v in rows[-1].items() if k.startswith("return/")} if rows else {}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line of the message``."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def result_of(name: str, cfg: TrainConfig, status: str, error: str = "", wall: Optional[float] = None) -> dict:
+    run_dir = Path(cfg.out)
+    timing = read_timing(run_dir)
+    return {"name": name, "status": status, "error": error, "returns": final_returns(run_dir),
+            "wall": timing.get("wall") if wall is None else wall}
+
+
+def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
+    """Train one grid point (the body of a Ray task): skip, resume, restart or start; never raises."""
+    start = time.perf_counter()
+    try:
+        cfg = TrainConfig.from_dict(cfg_dict)
+        check_config(cfg)
+        status = run_status(cfg)
+        if status == "finished":
+            return result_of(name, cfg, "skipped")
+        run_dir = Path(cfg.out)
+        if status == "partial":
+            clear_partial(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        mode = {"interrupted": "resume", "partial": "restart"}.get(status, "start")
+        with (run_dir / "attempts.jsonl").open("a") as f:
+            f.write(json.dumps({"mode": mode, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "host": socket.gethostname(), "pid": os.getpid()}) + "\n")
+        from .train import train
+        train(cfg, resume=status == "interrupted")
+        return result_of(name, cfg, "resumed" if status == "interrupted" else "finished")
+    except Exception as err:  # one failing run must not stop the others
+        out = {"name": name, "status": "failed", "error": one_line(err), "returns": {},
+               "wall": round(time.perf_counter() - start, 3)}
+        try:
+            out["returns"] = final_returns(Path(cfg_dict["out"]))
+        except Exception:
+            pass
+        return out
+
+
+# ---------------------------------------------------------------- the Ray driver
+
+def start_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
+    """Connect to the cluster at ``address``, or start a local instance with ``num_cpus`` (default: all)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    opts = dict(log_to_driver=False, include_dashboard=False, configure_logging=True, logging_level="ERROR")
+    if address:
+        ray.init(address=address, **opts)
+    else:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **opts)  # never a `ray start` cluster
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_grid(runs: List[Tuple[str, TrainConfig]], address: Optional[str] = None, num_cpus: Optional[int] = None,
+             max_parallel: Optional[int] = None, progress: bool = True) -> List[dict]:
+    """Run every grid point not finished yet as a Ray task; a result dict per run, in grid order."""
+    from tqdm import tqdm
+
+    results: Dict[str, dict] = {}
+    todo = []
+    for name, cfg in runs:
+        try:
+            check_config(cfg)
+        except ValueError as err:  # RunFolderError, or a config.json that does not load
+            results[name] = result_of(name, cfg, "failed", one_line(err))
+            continue
+        if run_status(cfg) == "finished":
+            results[name] = result_of(name, cfg, "skipped")
+        else:
+            todo.append((name, cfg))
+    bar = tqdm(total=len(runs), initial=len(results), unit="run", disable=not progress, dynamic_ncols=True)
+    if todo:
+        import ray
+
+        start_ray(address, num_cpus)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        task = ray.remote(execute_run)
+        limit = max_parallel or len(todo)
+        in_flight: Dict[Any, Tuple[str, TrainConfig, float]] = {}
+        try:
+            while todo or in_flight:
+                while todo and len(in_flight) < limit:
+                    name, cfg = todo.pop(0)
+                    ref = task.options(num_cpus=cfg.threads, max_retries=0).remote(name, cfg.to_dict())
+                    in_flight[ref] = (name, cfg, time.perf_counter())
+                done, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in done:
+                    name, cfg, t0 = in_flight.pop(ref)
+                    try:
+                        results[name] = ray.get(ref)
+                    except Exception as err:  # the worker died (killed, out of memory)
+                        results[name] = result_of(name, cfg, "failed", one_line(err), time.perf_counter() - t0)
+                    bar.update(1)
+                    bar.set_postfix(failed=sum(r["status"] == "failed" for r in results.values()), refresh=False)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            bar.close()
+            ray.shutdown()
+    bar.close()  # (closing twice is harmless)
+    return [results[name] for name, _ in runs]
+
+
+def format_table(results: List[dict]) -> str:
+    """Markdown table: run, status, final returns per team, wall seconds, error."""
+    lines = ["| run | status | final returns | wall s | error |", "|---|---|---|---:|---|"]
+    for r in results:
+        returns = ", ".join(f"{t} {v:.2f}" for t, v in r["returns"].items())
+        wall = "" if r["wall"] is None else f"{r['wall']:.1f}"
+        lines.append(f"| {r['name']} | {r['status']} | {returns} | {wall} | {r['error']} |")
+    counts = {s: sum(r["status"] == s for r in results) for s in ("finished", "resumed", "skipped", "failed")}
+    lines.append("\n" + ", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(results)} runs "
+                 "(skipped: finished before this sweep; resumed: continued from a checkpoint)")
+    return "\n".join(lines)
+
+
+def write_manifest(sweep_dir: Path, given: Dict[str, List[Any]], runs: List[Tuple[str, TrainConfig]]) -> None:
+    """``sweep.json``: the command's flags, the grid axes and every run's folder and config."""
+    values = grid_values(given)
+    axes = axis_order({**{k: [getattr(TrainConfig, k)] for k in NAMED_AXES + ("seed",)}, **values})
+    manifest = {"argv": sys.argv[1:], "axes": {a: values.get(a, [getattr(TrainConfig, a)]) for a in axes},
+                "fixed": {k: v[0] for k, v in values.items() if k not in axes},
+                "runs": {name: cfg.to_dict() for name, cfg in runs}}
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sweep_dir / "sweep.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, sweep_dir / "sweep.json")
+
+
+# ---------------------------------------------------------------- command line
+
+def add_sweep_parser(sub) -> argparse.ArgumentParser:
+    """``pgm-marl sweep``: every TrainConfig field as a repeatable flag, plus the sweep's own flags."""
+    from . import cli
+
+    sw = sub.add_parser("sweep", help="run a grid of training runs on Ray (repeat a flag for a grid axis)",
+                        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in NOT_FLAGS:
+            continue
+        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if kind is bool:
+            sw.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                            help=help_text + "; applies to all runs")
+            continue
+        conv = {Optional[float]: cli._optional_float, Optional[str]: cli._optional_str}.get(kind, kind)
+        if f.name == "seed":
+            conv, help_text = parse_seeds, help_text + "; 'A-B' is the range A..B"
+        sw.add_argument(flag, dest=f.name, type=conv, action="append", default=argparse.SUPPRESS,
+                        metavar=f.name.upper(), help=help_text + "; repeat for a grid axis")
+    sw.add_argument("--out", dest="sweep_dir", default="runs/sweep", metavar="SWEEP_DIR",
+                    help="sweep folder: sweep.json and one run folder per grid point (default: runs/sweep)")
+    sw.add_argument("--address", default=None, help="address of an existing Ray cluster (default: a local instance)")
+    sw.add_argument("--num-cpus", type=int, default=None, help="cores of the local Ray instance (default: all)")
+    sw.add_argument("--max-parallel", type=int, default=None, help="at most this many runs at once (default: "
+                    "as many as the Ray cores allow, one per --threads cores)")
+    sw.add_argument("--dry-run", action="store_true", help="print the grid and each run's state; train nothing")
+    sw.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return sw
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    """Expand the grid, run it, print the table; ``SystemExit(1)`` if a run failed, 130 if interrupted."""
+    sweep_keys = ("command", "sweep_dir", "address", "num_cpus", "max_parallel", "dry_run", "progress")
+    given = {k: (v if isinstance(v, list) else [v]) for k, v in vars(args).items() if k not in sweep_keys}
+    for name in ("num_cpus", "max_parallel"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    sweep_dir = Path(args.sweep_dir).resolve()
+    runs = make_configs(given, sweep_dir)
+    if args.dry_run:
+        for name, cfg in runs:
+            print(f"{run_status(cfg):11s} {name}")
+        print(f"{len(runs)} runs in {sweep_dir}")
+        return
+    write_manifest(sweep_dir, given, runs)
+    try:
+        results = run_grid(runs, args.address, args.num_cpus, args.max_parallel, args.progress)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue (finished runs are skipped, the others resume "
+              "from their checkpoints)", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(format_table(results))
+    if any(r["status"] == "failed" for r in results):
+        raise SystemExit(1)
