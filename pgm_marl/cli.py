@@ -53,6 +53,10 @@ def _optional_str(text: str) -> Optional[str]:
     return None if text.lower() == "none" else text
 
 
+def _optional_int(text: str) -> Optional[int]:
+    return None if text.lower() in ("none", "auto") else int(text)
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per TrainConfig field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(TrainConfig)
@@ -63,8 +67,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:
-            conv = {Optional[float]: _optional_float, Optional[str]: _optional_str}.get(kind, kind)
-            metavar = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none"}.get(kind, f.name.upper())
+            conv = {Optional[float]: _optional_float, Optional[str]: _optional_str,
+                    Optional[int]: _optional_int}.get(kind, kind)
+            metavar = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none",
+                       Optional[int]: "INT|none"}.get(kind, f.name.upper())
             parser.add_argument(flag, dest=f.name, type=conv, default=argparse.SUPPRESS,
                                 metavar=metavar, help=help_text)
 

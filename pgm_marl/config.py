@@ -75,7 +75,7 @@ class TrainConfig:
     max_cycles: int = _f(25, "episode length in environment steps")
     num_envs: Optional[int] = _f(None, "parallel environment copies; an environment step counts each copy "
                                  "(none: 100 on the torch backend, i.e. one gradient step per vector step at "
-                                 "update_every=100; 1 on pettingzoo)")
+                                 "update_every=100, or episodes if fewer; 1 on pettingzoo)")
     backend: str = _f("auto", "environment implementation: torch (batched tensors, the four paper tasks), "
                       "pettingzoo (mpe2 itself, any ParallelEnv), or auto (torch where it exists)")
     lr: float = _f(0.01, "Adam learning rate of actors and critics")
@@ -151,13 +151,9 @@ class TrainConfig:
 
         if not isinstance(self.backend, str) or not isinstance(self.task, str):
             return  # validate() names the bad value
-        try:
-            options = self.env_options()
-        except ValueError:
-            return  # validate() raises the one-line error
-        self.backend = resolve_backend(self.task, self.backend, options)
+        self.backend = resolve_backend(self.task, self.backend, self.env_options())  # one-line errors
         if self.num_envs is None:
-            self.num_envs = default_num_envs(self.backend)
+            self.num_envs = default_num_envs(self.backend, self.episodes)
 
     def env_options(self) -> Dict[str, Any]:
         """``teams`` and ``env_kwargs`` as keyword arguments of ``make_env`` / ``VectorEnv``."""

@@ -186,10 +186,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                                        **{**cfg.env_options(), "teams": spec.teams})
                     returns = evaluate(learner, spec, cfg, cfg.eval_episodes, eval_seed, venv=eval_venv)
                 logger.log_eval(counters["episode"], counters["env_steps"], wall(), returns)
-                plot_learning_curve(logger.path, run_dir / "learning_curve.png", title, baseline=random_baseline(cfg))
                 postfix = {t: f"{r:.2f}" for t, r in returns.items()}
             if done or counters["episode"] // cfg.checkpoint_every > before // cfg.checkpoint_every:
                 checkpoint()
+                # the curve is redrawn with each checkpoint (a plot costs ~0.1 s: at every evaluation it was a
+                # fifth of a paper-scale run on the torch backend)
+                plot_learning_curve(logger.path, run_dir / "learning_curve.png", title, baseline=random_baseline(cfg))
             rate = (counters["env_steps"] - steps_at_start) / max(time.perf_counter() - start_time, 1e-9)
             bar.set_postfix({**postfix, "steps/s": f"{rate:.0f}"}, refresh=False)
             bar.update(min(counters["episode"], cfg.episodes) - bar.n)

@@ -45,7 +45,9 @@ def test_task_spec_and_full_episodes(task):
     assert spec.teams == teams and spec.max_cycles == 25
     assert all(a.kind == "discrete" for a in spec.action_spaces)
     spec.require_discrete()
-    venv = VectorEnv(task, num_envs=2, seed=0)
+    for backend in ("pettingzoo", "torch"):
+        assert VectorEnv(task, num_envs=2, seed=0, backend=backend).spec == spec
+    venv = VectorEnv(task, num_envs=2, seed=0, backend="pettingzoo")
     obs = venv.reset()
     assert [o.shape for o in obs] == [(2, d) for d in dims] and all(o.dtype == torch.float32 for o in obs)
     assert venv.state(obs).shape == (2, sum(dims))
@@ -64,7 +66,7 @@ def test_task_spec_and_full_episodes(task):
 @pytest.mark.parametrize("task", list(EXPECTED))
 def test_vector_matches_single_envs_across_autoreset(task):
     K, seed = 3, 11
-    venv = VectorEnv(task, num_envs=K, seed=seed)
+    venv = VectorEnv(task, num_envs=K, seed=seed, backend="pettingzoo")
     refs = [raw_env(task) for _ in range(K)]
     agents = venv.spec.agents
     ref_obs = [r.reset(seed=seed + k)[0] for k, r in enumerate(refs)]
@@ -97,7 +99,7 @@ def test_vector_matches_single_envs_across_autoreset(task):
 def test_team_returns_match_hand_computation(task):
     teams = EXPECTED[task][5]
     env, seed = raw_env(task), 3
-    venv = VectorEnv(task, num_envs=1, seed=seed)
+    venv = VectorEnv(task, num_envs=1, seed=seed, backend="pettingzoo")
     venv.reset()
     env.reset(seed=seed)
     rng = np.random.default_rng(1)
@@ -173,11 +175,21 @@ def test_import_path_env_default_and_user_teams():
     assert spec2.max_cycles == 10
 
 
-def test_reset_with_seed_replays_the_same_episodes():
-    venv = VectorEnv("cooperative_navigation", num_envs=3, seed=0)
+@pytest.mark.parametrize("backend", ["pettingzoo", "torch"])
+def test_reset_with_seed_replays_the_same_episodes(backend):
+    venv = VectorEnv("cooperative_navigation", num_envs=3, seed=0, backend=backend)
     first = venv.reset(seed=7)
     for _ in range(5):
         venv.step(torch.zeros(3, venv.n_agents, dtype=torch.long))
     again = venv.reset(seed=7)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not torch.equal(venv.reset(seed=8)[0], first[0])
+
+
+def test_backend_choice():
+    assert VectorEnv("cooperative_navigation", num_envs=2).backend == "torch"  # auto: torch for the paper tasks
+    assert VectorEnv("mpe2.simple_push_v3", num_envs=1).backend == "pettingzoo"  # import paths: PettingZoo
+    with pytest.raises(TaskError, match="backend 'torch' cannot run 'mpe2.simple_push_v3'"):
+        VectorEnv("mpe2.simple_push_v3", backend="torch")
+    with pytest.raises(TaskError, match="unknown backend 'jax'; accepted: auto, torch, pettingzoo"):
+        VectorEnv("cooperative_navigation", backend="jax")

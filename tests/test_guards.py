@@ -14,6 +14,7 @@ import torch
 from pgm_marl import cli
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import vector
+from pgm_marl.envs.torch_mpe import TorchMPEVectorEnv
 from pgm_marl.errors import ConfigError, NonFiniteError, UserError
 from pgm_marl.evaluate import evaluate
 from pgm_marl.guards import check_finite_state, first_update_step, learning_plan_warning
@@ -21,7 +22,7 @@ from pgm_marl.learner import Learner
 from pgm_marl.metrics import RANDOM_BASELINES, plot_learning_curve, random_baseline
 from pgm_marl.train import train
 
-TINY = dict(task="cooperative_navigation", episodes=4, hidden=8, batch_size=8, learning_starts=0, update_every=5,
+TINY = dict(task="cooperative_navigation", num_envs=1, episodes=4, hidden=8, batch_size=8, learning_starts=0, update_every=5,
             buffer_size=200, eval_every=2, eval_episodes=2, checkpoint_every=2, progress=False, tensorboard=False)
 
 
@@ -34,17 +35,18 @@ def one_thread():
 
 
 def inject_env(monkeypatch, at_step, change, num_envs=1):
-    """Apply ``change(result)`` to the ``at_step``-th step (1-based) of the VectorEnv with ``num_envs`` copies."""
-    original, calls = vector.VectorEnv.step, {"n": 0}
-
-    def step(self, actions):
-        result = original(self, actions)
-        if self.num_envs == num_envs:
-            calls["n"] += 1
-            if calls["n"] == at_step:
-                change(result)
-        return result
-    monkeypatch.setattr(vector.VectorEnv, "step", step)
+    """Apply ``change(result)`` to the ``at_step``-th step (1-based) of the env with ``num_envs`` copies, on
+    either backend (both classes are wrapped; the run uses one of them)."""
+    calls = {"n": 0}
+    for cls in (vector.PettingZooVectorEnv, TorchMPEVectorEnv):
+        def step(self, actions, _original=cls.step):
+            result = _original(self, actions)
+            if self.num_envs == num_envs:
+                calls["n"] += 1
+                if calls["n"] == at_step:
+                    change(result)
+            return result
+        monkeypatch.setattr(cls, "step", step)
 
 
 def inject_update(monkeypatch, at_update, change):
@@ -76,7 +78,7 @@ def test_nan_reward_at_step_12_stops_with_one_line(tmp_path, monkeypatch, capsys
     # the CLI: exactly that line on stderr, exit code 3 (non-finite numbers), no traceback
     capsys.readouterr()
     inject_env(monkeypatch, 12, nan_reward)
-    assert cli.main(["train", "--out", str(tmp_path / "cli"), "--episodes", "4", "--hidden", "8", "--batch-size", "8",
+    assert cli.main(["train", "--out", str(tmp_path / "cli"), "--num-envs", "1", "--episodes", "4", "--hidden", "8", "--batch-size", "8",
                      "--learning-starts", "0", "--no-progress", "--no-tensorboard"]) == 3
     text = capsys.readouterr().err
     assert text.count("\n") == 1 and text.startswith("error: non-finite reward nan from the environment")

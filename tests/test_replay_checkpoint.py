@@ -10,6 +10,7 @@ from pgm_marl.config import TrainConfig
 from pgm_marl.envs import VectorEnv
 from pgm_marl.metrics import MetricsLogger, plot_learning_curve, read_metrics
 from pgm_marl.replay import Batch, ReplayBuffer
+from pgm_marl.train import run_generators
 
 
 def fill(buf, start, k, d=4, n=2):
@@ -68,18 +69,21 @@ def test_checkpoint_errors_name_the_path(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_rng_round_trip_through_checkpoint(tmp_path):
-    venv = VectorEnv("cooperative_navigation", num_envs=2, seed=3)
+@pytest.mark.parametrize("backend", ["pettingzoo", "torch"])
+def test_rng_round_trip_through_checkpoint(tmp_path, backend):
+    venv = VectorEnv("cooperative_navigation", num_envs=2, seed=3, backend=backend)
     venv.reset()
     gen = torch.Generator().manual_seed(5)
-    save_checkpoint(tmp_path / "c.pt", {"rng": capture_rng({"g": gen}, env_generators(venv))})
+    gens = run_generators(gen, venv)  # the torch backend's env generator travels with the named ones
+    assert ("env" in gens) == (backend == "torch")
+    save_checkpoint(tmp_path / "c.pt", {"rng": capture_rng(gens, env_generators(venv))})
 
     def draw():
         obs = venv.reset()
         return (torch.rand(3), random.random(), np.random.rand(), torch.rand(2, generator=gen), obs[0])
 
     first = draw()
-    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"], {"g": gen}, env_generators(venv))
+    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"], gens, env_generators(venv))
     second = draw()
     for x, y in zip(first, second):
         assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y

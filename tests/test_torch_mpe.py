@@ -1,7 +1,5 @@
 """pgm_marl.envs.torch_mpe against mpe2 1.1.1: step-for-step physics/observations/rewards, reset
 distributions, truncation and returns, seeding/checkpoints, specs, and that the checks can fail."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -242,6 +240,9 @@ def test_truncation_autoreset_and_episode_returns(task, kw):
             assert (env.t == step % max_cycles).all()
         cur = env.world.split(env.world.observation(env.world_state).float())
         assert all(torch.equal(a, b) for a, b in zip(res.obs, cur))
+        fin = env.world.split(env.world.observation(env.last_next_state).float())
+        assert all(torch.equal(a, b) for a, b in zip(res.next_obs, fin))
+        assert (env.last_next_t == (max_cycles if ended else step % max_cycles)).all()
     assert env.state(res.obs).shape == (K, spec.state_dim)
 
 
@@ -342,14 +343,36 @@ def test_to_mpe2_round_trip_and_render(task):
     if task == "cooperative_communication":
         w = env.unwrapped.world
         assert np.allclose(w.agents[1].color, w.agents[0].goal_b.color + 0.45)
+    # the mpe2 env continues from the written state exactly as the torch copy does
+    acts = torch.ones(4, tenv.n_agents, dtype=torch.long)
+    _, nobs, nrew = tenv.step_state(before, acts)
+    _, rew, _, _, _ = env.step({a: 1 for a in tenv.spec.agents})
+    assert all(np.abs(o[2].numpy() - r).max() < 1e-12 for o, r in zip(nobs, full_obs(env)))
+    assert np.abs(nrew[2].numpy() - np.array([rew[a] for a in tenv.spec.agents])).max() < 1e-12
     frame = env.render()
     assert frame.shape == (700, 700, 3)
+    # final=True writes the pre-reset successor state of the last step (an episode's last frame)
+    tenv2 = TorchMPEVectorEnv(task, num_envs=2, seed=5, dtype=F64, max_cycles=3)
+    tenv2.reset()
+    for _ in range(3):
+        res = tenv2.step(torch.ones(2, tenv2.n_agents, dtype=torch.long))
+    assert res.truncated.all()
+    tenv2.to_mpe2(1, env, final=True)
+    assert env.unwrapped.steps == 3
+    assert all(np.abs(o[1].numpy() - r).max() < 1e-6 for o, r in zip(res.next_obs, full_obs(env)))
+    tenv2.to_mpe2(1, env)
+    assert env.unwrapped.steps == 0
+    assert all(np.abs(o[1].numpy() - r).max() < 1e-6 for o, r in zip(res.obs, full_obs(env)))
 
 
-@pytest.mark.parametrize("mutation", ["damping", "contact_margin", "obs_order", "sensitivity", "max_speed", "bound"])
-def test_checks_detect_wrong_semantics(mutation):
+@pytest.mark.parametrize("task, mutation", [
+    ("predator_prey", "damping"), ("predator_prey", "contact_margin"), ("predator_prey", "obs_order"),
+    ("predator_prey", "sensitivity"), ("predator_prey", "max_speed"), ("predator_prey", "bound"),
+    ("cooperative_navigation", "local_ratio"), ("cooperative_navigation", "contact_force"),
+    ("cooperative_communication", "comm_slot"), ("physical_deception", "obs_order"),
+])
+def test_checks_detect_wrong_semantics(task, mutation):
     """The step-for-step comparison fails for a wrong damping, contact margin, observation order, ..."""
-    task = "predator_prey"
     K = 10
     tenv = TorchMPEVectorEnv(task, num_envs=K, dtype=F64)
     w = tenv.world
@@ -357,8 +380,13 @@ def test_checks_detect_wrong_semantics(mutation):
         w.damping = 0.2
     elif mutation == "contact_margin":
         w.contact_margin = 1e-2
-    elif mutation == "obs_order":  # swap the two obstacles' relative positions
-        rows = [r[:4] + r[6:8] + r[4:6] + r[8:] for r in w.obs_rows]
+    elif mutation == "contact_force":
+        w.contact_force = 90.0
+    elif mutation == "obs_order":  # swap two landmarks' relative positions
+        rows = [r if len(r) < 8 else r[:4] + r[6:8] + r[4:6] + r[8:] for r in w.obs_rows]
+        w._build_obs(w.obs_pool, rows)
+    elif mutation == "comm_slot":  # listener reads message entries in the wrong order
+        rows = [w.obs_rows[0], w.obs_rows[1][:-3] + w.obs_rows[1][-2:] + w.obs_rows[1][-3:-2]]
         w._build_obs(w.obs_pool, rows)
     elif mutation == "sensitivity":
         w._tab_u = w._tab_u * 1.01
@@ -366,6 +394,8 @@ def test_checks_detect_wrong_semantics(mutation):
         w.has_max_speed = False
     elif mutation == "bound":
         w.bound = torch.zeros_like
+    elif mutation == "local_ratio":
+        w.local_ratio = 0.45
     err, _, _, _ = lockstep(task, {}, K=K, steps=10, tenv=tenv, seed=3)
     assert max(err.values()) > 1e-3, err
 

@@ -16,7 +16,7 @@ from pgm_marl.train import train
 
 TINY = dict(task="cooperative_navigation", episodes=6, eval_every=2, eval_episodes=3, batch_size=32,
             learning_starts=64, update_every=10, hidden=16, buffer_size=500, checkpoint_every=2,
-            progress=False, tensorboard=False)
+            progress=False, tensorboard=False, num_envs=1)
 
 
 class TinyLearner:
@@ -69,6 +69,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(params=["pettingzoo", "torch"])
+def tiny(request):
+    """The tiny config on each environment backend (same loop, same guarantees)."""
+    return {**TINY, "backend": request.param}
+
+
 @pytest.fixture
 def tiny_learner(monkeypatch):
     monkeypatch.setattr(train_mod, "make_learner", TinyLearner)
@@ -79,8 +85,8 @@ def rows(run_dir, drop=("wall_seconds",)):
         return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
 
 
-def test_train_writes_run_folder(tmp_path, tiny_learner):
-    run = train(TrainConfig(**TINY, out=str(tmp_path / "run")))
+def test_train_writes_run_folder(tmp_path, tiny_learner, tiny):
+    run = train(TrainConfig(**tiny, out=str(tmp_path / "run")))
     for name in ("config.json", "metrics.csv", "learning_curve.png", "checkpoint.pt", "timing.json"):
         assert (run / name).is_file(), name
     got = rows(run, drop=())
@@ -93,20 +99,20 @@ def test_train_writes_run_folder(tmp_path, tiny_learner):
     assert set(ckpt["timing"]) >= {"act", "env", "learn", "eval"}
 
 
-def test_same_seed_same_metrics(tmp_path, tiny_learner):
-    a = train(TrainConfig(**TINY, num_envs=2, out=str(tmp_path / "a")))
-    b = train(TrainConfig(**TINY, num_envs=2, out=str(tmp_path / "b")))
+def test_same_seed_same_metrics(tmp_path, tiny_learner, tiny):
+    a = train(TrainConfig(**{**tiny, "num_envs": 2}, out=str(tmp_path / "a")))
+    b = train(TrainConfig(**{**tiny, "num_envs": 2}, out=str(tmp_path / "b")))
     assert rows(a) == rows(b) and len(rows(a)) == 3
-    c = train(TrainConfig(**{**TINY, "seed": 1}, num_envs=2, out=str(tmp_path / "c")))
+    c = train(TrainConfig(**{**tiny, "seed": 1, "num_envs": 2}, out=str(tmp_path / "c")))
     assert rows(c) != rows(a)
 
 
-def _resume_matches(tmp_path):
-    straight = train(TrainConfig(**TINY, out=str(tmp_path / "straight")))
-    cut = train(TrainConfig(**{**TINY, "episodes": 4}, out=str(tmp_path / "cut")))
+def _resume_matches(tmp_path, tiny):
+    straight = train(TrainConfig(**tiny, out=str(tmp_path / "straight")))
+    cut = train(TrainConfig(**{**tiny, "episodes": 4}, out=str(tmp_path / "cut")))
     with (cut / "metrics.csv").open("a") as f:  # a row written after the checkpoint must be dropped
         f.write("5,125,1.0,-99.0\n")
-    resumed = train(TrainConfig(**TINY, out=str(tmp_path / "cut")), resume=True)
+    resumed = train(TrainConfig(**tiny, out=str(tmp_path / "cut")), resume=True)
     assert rows(resumed) == rows(straight) and len(rows(straight)) == 3
     a = torch.load(straight / "checkpoint.pt", weights_only=True)
     b = torch.load(resumed / "checkpoint.pt", weights_only=True)
@@ -114,24 +120,24 @@ def _resume_matches(tmp_path):
     assert torch.equal(a["buffer"]["state"], b["buffer"]["state"])
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, tiny_learner):
-    _resume_matches(tmp_path)
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_learner, tiny):
+    _resume_matches(tmp_path, tiny)
 
 
 @pytest.mark.skipif(not _real_learner_available(), reason="pgm_marl.learner not importable yet")
-def test_resume_equals_uninterrupted_run_real_learner(tmp_path):
-    _resume_matches(tmp_path)
+def test_resume_equals_uninterrupted_run_real_learner(tmp_path, tiny):
+    _resume_matches(tmp_path, tiny)
 
 
-def test_existing_run_refused_and_resume_checks(tmp_path, tiny_learner, capsys):
+def test_existing_run_refused_and_resume_checks(tmp_path, tiny_learner, capsys, tiny):
     out = str(tmp_path / "run")
-    train(TrainConfig(**{**TINY, "episodes": 2}, out=out))
+    train(TrainConfig(**{**tiny, "episodes": 2}, out=out))
     with pytest.raises(FileExistsError, match="--resume"):
-        train(TrainConfig(**TINY, out=out))
+        train(TrainConfig(**tiny, out=out))
     with pytest.raises(ValueError, match="seed=3 differs"):
-        train(TrainConfig(**{**TINY, "seed": 3}, out=out), resume=True)
+        train(TrainConfig(**{**tiny, "seed": 3}, out=out), resume=True)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(TrainConfig(**TINY, out=str(tmp_path / "none")), resume=True)
+        train(TrainConfig(**tiny, out=str(tmp_path / "none")), resume=True)
     assert cli.main(["train", "--out", out, "--episodes", "2", "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err
     # CLI resume: flags not given come from the run's config.json
@@ -153,10 +159,10 @@ def test_cli_help_and_errors(capsys):
     assert cli.main(["evaluate", "/nonexistent/run"]) == 2
 
 
-def test_cli_evaluate_and_gif(tmp_path, tiny_learner, capsys):
+def test_cli_evaluate_and_gif(tmp_path, tiny_learner, capsys, tiny):
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--no-progress", "--no-tensorboard"]
-    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k not in ("progress", "tensorboard")]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k not in ("progress", "tensorboard")]
     assert cli.main(args + ["--episodes", "2"]) == 0
     gif = tmp_path / "ep.gif"
     assert cli.main(["evaluate", str(out), "--episodes", "3", "--gif", str(gif)]) == 0

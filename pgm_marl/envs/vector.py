@@ -43,11 +43,14 @@ def resolve_backend(task: str, backend: str = "auto", env_kwargs: Dict | None = 
     return backend
 
 
-def default_num_envs(backend: str) -> int:
+def default_num_envs(backend: str, episodes: int | None = None) -> int:
     """Env copies when ``num_envs`` is not given: 100 on torch (one vector step = 100 env steps = one gradient
-    step at the paper's ``update_every=100``, so the ratio of updates to env steps is the paper's), 1 on
-    pettingzoo (its copies are stepped one by one: more of them gain nothing)."""
-    return 100 if backend == "torch" else 1
+    step at the paper's ``update_every=100``, so the ratio of updates to env steps is the paper's), but never
+    more than the run's ``episodes`` (a round plays ``num_envs`` episodes); 1 on pettingzoo (its copies are
+    stepped one by one: more of them gain nothing)."""
+    if backend != "torch":
+        return 1
+    return max(1, min(100, episodes)) if isinstance(episodes, int) and not isinstance(episodes, bool) else 100
 
 
 def VectorEnv(task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,

@@ -180,6 +180,7 @@ class MPEWorld:
             self._tab_u, self._tab_c = self.tensor(tab_u), self.tensor(tab_c)
             self._offs = self.long(offs)[:, None]
             self._nmax = self.long(np.array(self.n_actions) - 1)
+            self._nmin = torch.zeros_like(self._nmax)
         else:
             self.action_sizes = [s.shape[0] for s in specs]
             self.max_action_dim = max(self.action_sizes)
@@ -205,7 +206,8 @@ class MPEWorld:
             self._rows_are_agents = rows == list(range(A))
             self._rows_t = self.long(rows)
             self._dist_min = self.tensor([[self.sizes[r] + self.sizes[c] for c in cols] for r in rows])[:, :, None]
-            self._pair_mask = torch.as_tensor([[r != c for c in cols] for r in rows], device=self.device)[:, :, None]
+            # added to the distances: +inf on self-pairs (zero force there instead of 0 / 0), 0 elsewhere
+            self._self_pair = self.tensor([[float("inf") if r == c else 0.0 for c in cols] for r in rows])[:, :, None]
             self._zero = torch.zeros((), dtype=self.dtype, device=self.device)
         self.has_max_speed = any(m is not None for m in self.max_speed)
         if self.has_max_speed:
@@ -293,7 +295,7 @@ class MPEWorld:
             raise ValueError(f"discrete actions must be an integer tensor, got dtype {a.dtype}")
         if a.dtype != torch.long:
             a = a.long()
-        if not torch.equal(a.clamp(min=0).minimum(self._nmax), a):
+        if not torch.equal(a.clamp(self._nmin, self._nmax), a):
             raise ValueError(f"discrete actions out of range: agent action counts are {self.n_actions}")
         return a
 
@@ -320,11 +322,10 @@ class MPEWorld:
         """``apply_environment_force``: total soft-contact force on each agent, ``[2, A, K]``."""
         prow, pcol = pos[:, self._rows], pos[:, self._cols]  # [2, R, K], [2, C, K]
         delta = prow[:, :, None, :] - pcol[:, None, :, :]  # [2, R, C, K]: p_row - p_col
-        dist = torch.hypot(delta[0], delta[1])  # [R, C, K]
+        dist = torch.hypot(delta[0], delta[1]) + self._self_pair  # [R, C, K]; inf on self-pairs
         k = self.contact_margin
-        pen = torch.logaddexp((self._dist_min - dist) / k, self._zero)
-        scale = torch.where(self._pair_mask, pen * (k * self.contact_force) / dist, 0.0)
-        f = (delta * scale).sum(2)  # [2, R, K]
+        pen = torch.logaddexp((self._dist_min - dist) / k, self._zero)  # softplus penetration / k (0 on self-pairs)
+        f = (delta * (pen * (k * self.contact_force) / dist)).sum(2)  # [2, R, K]
         if self._rows_are_agents:
             return f
         return torch.zeros(2, self.A, pos.shape[-1], dtype=f.dtype, device=f.device).index_copy(1, self._rows_t, f)

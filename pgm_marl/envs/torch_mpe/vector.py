@@ -1,11 +1,12 @@
 """``TorchMPEVectorEnv``: K copies of an MPE task stepped as one batch of tensor ops.
 
-Drop-in for :class:`pgm_marl.envs.vector.VectorEnv` (same constructor, ``spec``, ``reset``, ``step`` ->
+Drop-in for the PettingZoo vector env (:class:`pgm_marl.envs.vector.PettingZooVectorEnv`: same constructor,
+``spec``, ``reset``, ``step`` ->
 :class:`~pgm_marl.envs.vector.StepResult`, ``state``, ``close``) for the four tasks of
 :data:`pgm_marl.envs.tasks.TASKS`, reproducing mpe2 1.1.1's ``SimpleEnv`` + parallel wrapper
 (``reset`` / ``step`` / truncation after ``max_cycles`` world steps) on top of ``core.py``.
 
-Differences from ``VectorEnv``:
+Differences from the PettingZoo vector env:
 
 - RNG: one ``torch.Generator`` (``self.generator``, on ``device``) draws every reset of every copy. The
   first ``reset()`` seeds it with ``seed``; later resets (explicit or automatic) continue it;
@@ -27,7 +28,8 @@ Differences from ``VectorEnv``:
 - Observations are column views ``[K, d_i]`` of one contiguous ``[K, sum(obs_dims)]`` tensor (the
   global state), not separate tensors.
 - mpe2 interop: ``load_mpe2_state(k, env)`` / ``load_mpe2_states(envs)`` / ``to_mpe2(k, env)``
-  (e.g. to render copy ``k`` with mpe2's own renderer).
+  (e.g. to render copy ``k`` with mpe2's own renderer; ``to_mpe2(k, env, final=True)`` writes the last
+  step's pre-reset successor ``last_next_state``, i.e. an episode's last frame).
 """
 from __future__ import annotations
 
@@ -107,6 +109,8 @@ class _Returns(ReturnAccumulator):
 class TorchMPEVectorEnv:
     """``num_envs`` copies of one of the four MPE tasks as batched tensors (see the module docstring)."""
 
+    backend = "torch"
+
     def __init__(self, task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **env_kwargs):
         if num_envs < 1:
@@ -130,6 +134,8 @@ class TorchMPEVectorEnv:
         self.t = np.zeros(self.num_envs, dtype=np.int64)
         self.last_next_obs: Optional[List[torch.Tensor]] = None
         self.last_reward: Optional[torch.Tensor] = None
+        self.last_next_state: Optional[MPEState] = None  # last step's successor state, before auto-reset
+        self.last_next_t = self.t.copy()  # its step counters
 
     @property
     def n_agents(self) -> int:
@@ -180,22 +186,23 @@ class TorchMPEVectorEnv:
         a = self._check(actions)
         world = self.world
         ns, obs, rew = world.step(self.world_state, a)
-        self.last_next_obs, self.last_reward = world.split(obs), rew
+        self.last_next_obs, self.last_reward, self.last_next_state = world.split(obs), rew, ns
         self.t += 1
+        self.last_next_t = self.t.copy()
         done_np = self.t >= self.max_cycles
         done = torch.from_numpy(done_np).to(self.device)
-        next_obs = obs.to(torch.float32)
+        next_obs = world.split(obs.to(torch.float32))
         obs_after = next_obs
         any_done = bool(done_np.any())
         if any_done:
             ns = where_state(done, world.reset_state(self.num_envs, self.generator), ns)
             self.t[done_np] = 0
-            obs_after = world.observation(ns).to(torch.float32)
+            obs_after = world.split(world.observation(ns).to(torch.float32))
         self.world_state = ns
         reward = rew.to(torch.float32)
         return StepResult(
-            obs=world.split(obs_after),
-            next_obs=world.split(next_obs),
+            obs=list(obs_after),  # the same tensors as next_obs where no copy was reset (as VectorEnv)
+            next_obs=next_obs,
             reward=reward,
             terminated=torch.zeros_like(done),
             truncated=done,
@@ -267,13 +274,18 @@ class TorchMPEVectorEnv:
         self.t = np.array([a[4] for a in arrays], dtype=np.int64)
         return self.world_state
 
-    def to_mpe2(self, k: int, env) -> None:
-        """Write copy ``k`` into mpe2 env ``env`` (positions, velocities, comm, goal and colors, step count)."""
+    def to_mpe2(self, k: int, env, final: bool = False) -> None:
+        """Write copy ``k`` into mpe2 env ``env`` (positions, velocities, comm, goal and colors, step count).
+
+        ``final=True`` writes the last step's successor state from before the auto-reset (``next_obs``'s
+        state, e.g. an episode's last frame) instead of the current state."""
         if self.world_state is None:
             raise RuntimeError("call reset() before to_mpe2()")
+        if final and self.last_next_state is None:
+            raise RuntimeError("to_mpe2(final=True) needs a step() first")
         raw = env.unwrapped
         w = raw.world
-        s = self.world_state
+        s, t = (self.last_next_state, self.last_next_t) if final else (self.world_state, self.t)
         pos = s.pos[..., k].detach().cpu().double().numpy().T  # [E, 2]
         vel = s.vel[..., k].detach().cpu().double().numpy().T  # [A, 2]
         c = s.c[..., k].detach().cpu().double().numpy().T  # [A, dim_c]
@@ -285,6 +297,6 @@ class TorchMPEVectorEnv:
         for lm in w.landmarks:
             lm.state.p_vel = np.zeros(self.world.dim_p)
         self.world.goal_to_mpe2(w, int(s.goal[k]))
-        raw.steps = int(self.t[k])
+        raw.steps = int(t[k])
         if raw.steps == 0:  # as SimpleEnv.reset: the camera range of the episode's first frame
             raw.original_cam_range = np.max(np.abs(pos))
