@@ -221,7 +221,7 @@ def comparisons(groups: Sequence[Group], a: str, b: str) -> List[Tuple[Group, Gr
                     out.append((ga, gb, team, "same opponents"))
                 elif all(xa.get(t) == b and xb.get(t) == a for t in others):
                     out.append((ga, gb, team, "mirrored"))
-    return out
+    return sorted(out, key=lambda c: (c[0].task, c[2], c[3], c[0].label))
 
 
 def comparison_stats(groups: Sequence[Group], pairs: Sequence[str], last: int, reps: int) -> Tuple[list, list]:

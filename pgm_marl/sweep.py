@@ -54,10 +54,11 @@ def parse_seeds(text: str) -> List[int]:
     """``"3"`` -> [3]; ``"0-4"`` -> [0, 1, 2, 3, 4] (inclusive range)."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
     if not m:
-        raise argparse.ArgumentTypeError(f"bad seed {text!r}; accepted: a non-negative int or a range 'A-B', e.g. '0-4'")
+        raise argparse.ArgumentTypeError(f"bad seed {text!r}; accepted: an int >= 0 or a range 'A-B', e.g. '0-4'")
     start, end = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
     if end < start:
-        raise argparse.ArgumentTypeError(f"bad seed range {text!r}: start > end; accepted: 'A-B' with A <= B, e.g. '0-4'")
+        raise argparse.ArgumentTypeError(f"bad seed range {text!r}: start > end; accepted: 'A-B' with A <= B, "
+                                         "e.g. '0-4'")
     return list(range(start, end + 1))
 
 

@@ -138,15 +138,16 @@ def sweep_cmd(out, *extra):
 
 
 def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
-    """2 x 2 grid one run at a time; SIGTERM once the first run has finished; rerun with a bad grid point
-    added: finished runs are skipped (files untouched), the rest finish, the bad one fails alone, exit 1."""
+    """2 x 2 grid, one run at a time; Ctrl-C (SIGINT to the process group) once the first run has finished;
+    rerun with a bad grid point added: finished runs are skipped (files untouched), the others finish, the bad
+    one fails alone with its one-line error, exit 1; the original command then skips all four, exit 0."""
     out = tmp_path / "sweep"
     proc = subprocess.Popen(sweep_cmd(out, "--max-parallel", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, stdin=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not glob.glob(str(out / "*" / "timing.json")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: SIGINT to the foreground group
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -158,7 +159,8 @@ def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
     assert done and len(done) < 4, "the sweep was not interrupted part way"
     stamps = {d: {f.name: f.stat().st_mtime_ns for f in d.iterdir()} for d in done}
 
-    rerun = subprocess.run(sweep_cmd(out, "--algo", "nonsense"), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(sweep_cmd(out, "--algo", "nonsense"), capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
     assert rerun.returncode == 1, rerun.stderr
     rows = {line.split(" | ")[0].strip("| "): line for line in rerun.stdout.splitlines() if "__seed" in line}
     assert len(rows) == 6
@@ -174,7 +176,7 @@ def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
         assert json.loads((out / name / "timing.json").read_text())["episodes"] == 4
     assert "2 failed of 6 runs" in rerun.stdout
 
-    again = subprocess.run(sweep_cmd(out), capture_output=True, text=True, timeout=120)
+    again = subprocess.run(sweep_cmd(out), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert again.returncode == 0, again.stderr
     assert "0 finished, 0 resumed, 4 skipped, 0 failed of 4 runs" in again.stdout
     manifest = json.loads((out / "sweep.json").read_text())

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The paper's Figure 2 (section 5.2-5.3 protocol, 15000 episodes, evaluation every 100 episodes on 100
+# deterministic episodes) and the temperature study of section 5.4, as idempotent `pgm-marl sweep` calls on a
+# local Ray instance (one run per core, one torch thread each). Rerunning the script skips finished runs and
+# resumes interrupted ones from their checkpoints, so it can be stopped and continued across sessions.
+#
+# Order: three seeds of every configuration first (a usable figure early), then the temperature study, then
+# seeds 3-4 of Figure 2. Results: benchmarks/results/{fig2,temperature}/<run>/ (checkpoints are git-ignored).
+#
+# Usage: bash benchmarks/figure2.sh            (PGM_MARL="python -m pgm_marl" to use another interpreter)
+#        STAGES="fig2-s012 temperature" bash benchmarks/figure2.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PGM=${PGM_MARL:-.venv/bin/pgm-marl}
+OUT=${OUT:-benchmarks/results}
+CPUS=${CPUS:-2}
+STAGES=${STAGES:-"fig2-s012 temperature fig2-s34"}
+COMMON=(--num-cpus "$CPUS" --no-tensorboard)
+status=0
+
+fig2() {  # $1 = seeds
+  $PGM sweep --out "$OUT/fig2" "${COMMON[@]}" --seed "$1" \
+    --task cooperative_navigation --task cooperative_communication --algo masac --algo maddpg || status=1
+  $PGM sweep --out "$OUT/fig2" "${COMMON[@]}" --seed "$1" --task predator_prey \
+    --algo predators=masac,prey=maddpg --algo predators=maddpg,prey=masac \
+    --algo predators=masac,prey=masac --algo predators=maddpg,prey=maddpg || status=1
+  $PGM sweep --out "$OUT/fig2" "${COMMON[@]}" --seed "$1" --task physical_deception \
+    --algo good=masac,adversary=maddpg --algo good=maddpg,adversary=masac \
+    --algo good=masac,adversary=masac --algo good=maddpg,adversary=maddpg || status=1
+}
+
+temperature() {  # section 5.4: alpha 0 with every agent resampled is MA-SAC's own zero-temperature limit
+  $PGM sweep --out "$OUT/temperature" "${COMMON[@]}" --seed 0-2 --task cooperative_navigation --algo masac \
+    --alpha 0 --alpha 0.005 --alpha 0.01 --alpha 0.02 --alpha 0.05 --alpha 0.1 --alpha 0.26 || status=1
+}
+
+for stage in $STAGES; do
+  case $stage in
+    fig2-s012) fig2 0-2 ;;
+    temperature) temperature ;;
+    fig2-s34) fig2 3-4 ;;
+    *) echo "unknown stage $stage; accepted: fig2-s012 temperature fig2-s34" >&2; exit 2 ;;
+  esac
+done
+exit $status
