@@ -3,8 +3,10 @@
 1. Trains ``--episodes`` episodes with the real loop (``pgm_marl.train.train``) into a temporary run
    folder and reads its ``timing.json``. Learning starts after ``--learning-starts`` env steps
    (default 1024, so that short runs include gradient steps; the paper's schedule starts at 25,600).
-2. Times ``Learner.update`` on a buffer of random transitions with batch 1024 for n = 3
-   (cooperative_navigation) and n = 6 (``mpe2.simple_spread_v3`` with ``N=6``).
+2. Times ``Learner.update`` (median over ``--grad-steps``) on a buffer of random transitions with batch 1024
+   for n = 3 (cooperative_navigation) and n = 6, 12 (``mpe2.simple_spread_v3`` with ``N``; ``--more-agents``;
+   alpha 0.02); with ``--continuous`` also n = 3 with Box actions (``continuous_actions=True``: squashed
+   Gaussian policies on 5-d actions).
 
 Usage: python benchmarks/bench_training.py --task cooperative_navigation --episodes 200 --num-envs 1
 """
@@ -18,6 +20,7 @@ import torch
 
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import make_env
+from pgm_marl.inference.variants import PAPER_ALPHA
 from pgm_marl.replay import ReplayBuffer
 from pgm_marl.train import make_learner, train
 
@@ -43,23 +46,33 @@ def bench_loop(args) -> None:
 
 def bench_update(task: str, label: str, algo: str, batch: int, steps: int, **env_kwargs) -> None:
     _, spec = make_env(task, **env_kwargs)
-    cfg = TrainConfig(task=task, algo=algo, batch_size=batch, progress=False, tensorboard=False)
+    alpha = None if task in PAPER_ALPHA else 0.02  # (an import-path task has no paper temperature)
+    cfg = TrainConfig(task=task, algo=algo, batch_size=batch, alpha=alpha, progress=False, tensorboard=False)
     learner = make_learner(spec, cfg)
     gen = torch.Generator().manual_seed(0)
     size = 10 * batch
-    buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
-    high = torch.tensor(spec.action_dims)
-    buffer.add(torch.randn(size, spec.state_dim, generator=gen),
-               (torch.rand(size, spec.n_agents, generator=gen) * high).long(),
+    spaces = getattr(learner, "spaces", None)
+    if spaces is None or spaces.all_discrete:
+        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
+        actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_dims)).long()
+    else:  # Box actions: float rows, draws in [0, 1] (the MPE boxes)
+        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents, spaces.storage_width, spaces.storage_dtype)
+        actions = torch.rand(size, spaces.storage_width, generator=gen)
+    buffer.add(torch.randn(size, spec.state_dim, generator=gen), actions,
                torch.randn(size, spec.n_agents, generator=gen),
                torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
     for _ in range(3):  # warm-up
         learner.update(buffer.sample(batch, gen))
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
-        learner.update(buffer.sample(batch, gen))
-    ms = 1000 * (time.perf_counter() - start) / steps
-    print(f"  {label:<40} n={spec.n_agents}  {ms:8.1f} ms / gradient step")
+        b = buffer.sample(batch, gen)
+        start = time.perf_counter()
+        learner.update(b)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    ms, q1, q3 = (1000 * times[int(q * (steps - 1))] for q in (0.5, 0.25, 0.75))
+    print(f"  {label:<40} n={spec.n_agents:<3} {ms:8.1f} ms / gradient step (median; quartiles {q1:.1f}-{q3:.1f}), "
+          f"{torch.get_num_threads()} thread(s)")
 
 
 def main() -> None:
@@ -73,6 +86,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="batch of the gradient-step timing")
     p.add_argument("--grad-steps", type=int, default=20, help="timed gradient steps per setting")
     p.add_argument("--skip-loop", action="store_true", help="only time gradient steps")
+    p.add_argument("--continuous", action="store_true", help="also time n = 3 with Box actions")
+    p.add_argument("--more-agents", type=int, nargs="*", default=[6, 12],
+                   help="also time cooperative navigation with these N (default: 6 12)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice); on a busy machine 1 avoids "
                         "large per-call slowdowns of small ops")
@@ -83,8 +99,12 @@ def main() -> None:
         bench_loop(args)
     print(f"\n== Learner.update, batch {args.batch_size}, algo {args.algo} ==")
     bench_update("cooperative_navigation", "cooperative_navigation", args.algo, args.batch_size, args.grad_steps)
-    bench_update("mpe2.simple_spread_v3", "mpe2.simple_spread_v3 (N=6)", args.algo, args.batch_size,
-                 args.grad_steps, N=6)
+    for n in args.more_agents:
+        bench_update("mpe2.simple_spread_v3", f"mpe2.simple_spread_v3 (N={n})", args.algo, args.batch_size,
+                     args.grad_steps, N=n)
+    if args.continuous:
+        bench_update("cooperative_navigation", "cooperative_navigation (Box actions)", args.algo, args.batch_size,
+                     args.grad_steps, continuous_actions=True)
 
 
 if __name__ == "__main__":
