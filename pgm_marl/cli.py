@@ -1,4 +1,5 @@
-"""Command line: ``pgm-marl train [--FIELD VALUE ...] [--resume]`` and ``pgm-marl evaluate RUN_DIR``.
+"""Command line: ``pgm-marl train [--FIELD VALUE ...] [--resume]`` and ``pgm-marl evaluate RUN_DIR``; ``pgm-marl sweep``
+and ``pgm-marl report SWEEP_DIR`` are built in :mod:`pgm_marl.sweep` and :mod:`pgm_marl.report`.
 
 The ``train`` flags are generated from :class:`~pgm_marl.config.TrainConfig` (``batch_size`` ->
 ``--batch-size``), with each field's help text. User mistakes (:class:`~pgm_marl.errors.UserError`, and argparse's
@@ -148,16 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
         return 130
-    except _LEGACY_USER_ERRORS.get(args.command, ()) as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
     return 0  # anything else is a bug: it propagates with its traceback (exit 1)
-
-
-#: commands whose user mistakes are still plain ValueError / FileNotFoundError / FileExistsError rather than
-#: UserError: printed on one line as before. train and evaluate raise UserError only, so that an internal
-#: ValueError there shows its traceback instead of looking like a user mistake.
-_LEGACY_USER_ERRORS = {cmd: (ValueError, FileNotFoundError, FileExistsError) for cmd in ("sweep", "report")}
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ import signal
 import socket
 import sys
 import time
+import traceback
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import TrainConfig
-from .errors import ConfigError, RunFolderError
+from .errors import ConfigError, RunFolderError, UserError
 
 #: TrainConfig fields the sweep sets itself: the run folder and the per-run progress bar
 NOT_FLAGS = ("out", "progress")
@@ -209,6 +210,14 @@ def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
     except Exception as err:  # one failing run must not stop the others
         out = {"name": name, "status": "failed", "error": one_line(err), "returns": {},
                "wall": round(time.perf_counter() - start, 3)}
+        if not isinstance(err, UserError):  # a bug keeps its traceback: in the run folder, named in the table
+            try:
+                log = Path(cfg_dict["out"]) / "error.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(traceback.format_exc())
+                out["error"] += f" (traceback: {log})"
+            except Exception:
+                pass
         try:
             out["returns"] = final_returns(Path(cfg_dict["out"]))
         except Exception:

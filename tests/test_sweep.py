@@ -128,6 +128,20 @@ def test_failing_run_reports_one_line(tmp_path):
     result = execute_run("bad", cfg.to_dict())
     assert result["status"] == "failed" and "\n" not in result["error"]
     assert "unknown algorithm 'nonsense'" in result["error"]
+    assert not (tmp_path / "bad" / "error.log").exists()  # a user mistake: the one line says it all
+
+
+def test_a_bug_in_one_run_keeps_its_traceback(tmp_path, monkeypatch):
+    import pgm_marl.train
+
+    def broken(cfg, resume=False):
+        raise ZeroDivisionError("injected bug")
+    monkeypatch.setattr(pgm_marl.train, "train", broken)
+    cfg = TrainConfig(**{**TINY_CFG, "out": str(tmp_path / "bug")})
+    result = execute_run("bug", cfg.to_dict())
+    assert result["status"] == "failed" and "\n" not in result["error"]
+    assert "ZeroDivisionError: injected bug" in result["error"] and "error.log" in result["error"]
+    assert 'raise ZeroDivisionError("injected bug")' in (tmp_path / "bug" / "error.log").read_text()
 
 
 # ---------------------------------------------------------------- the CLI on a local Ray instance
