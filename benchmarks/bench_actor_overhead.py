@@ -4,7 +4,8 @@ On one batch of random transitions (batch ``--batch-size``, paper networks with 
 per setting:
 
 (a) ``Learner.loss.actor_terms(batch)``: the actor loss read off Pyro traces, forward + backward;
-(b) ``pgm_marl.inference.reference.eq9_actor_loss``: the same loss in closed form (no Pyro), forward + backward;
+(b) ``tests/eq9_reference.py::eq9_actor_loss`` (the tests' oracle): the same loss in closed form (no Pyro),
+    forward + backward;
 (c) one full ``Learner.update(batch)`` (actor via Pyro + critic + Polyak), for scale.
 
 Repetitions are interleaved (a, b, c, a, b, c, ...) so that load from other processes hits all three alike;
@@ -16,16 +17,19 @@ Usage: python benchmarks/bench_actor_overhead.py --reps 20 --threads 1
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import make_env
-from pgm_marl.inference.masac import one_hot_actions
-from pgm_marl.inference.reference import eq9_actor_loss
 from pgm_marl.learner import Learner
 from pgm_marl.replay import Batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from eq9_reference import eq9_actor_loss  # noqa: E402  (the tests' closed-form oracle)
 
 SETTINGS = (("cooperative_navigation", "cooperative_navigation", {}),
             ("mpe2.simple_spread_v3 (N=6)", "mpe2.simple_spread_v3", {"N": 6}))
@@ -41,7 +45,7 @@ def random_batch(spec, size: int, seed: int = 0) -> Batch:
 
 
 def pyro_actor(learner, batch) -> torch.Tensor:
-    return -learner.loss.actor_terms(batch)["elbo"]
+    return -learner.loss.actor_terms(batch)["alpha_elbo"]
 
 
 def closed_actor(learner, batch, buffer_actions) -> torch.Tensor:
@@ -54,11 +58,11 @@ def closed_actor(learner, batch, buffer_actions) -> torch.Tensor:
 def bench(label: str, task: str, env_kwargs: dict, args) -> list:
     _, spec = make_env(task, **env_kwargs)
     cfg = TrainConfig(task=task, algo=args.algo, batch_size=args.batch_size, hidden=args.hidden,
-                      progress=False, tensorboard=False)
+                      alpha=None if "." not in task else 0.02, progress=False, tensorboard=False)
     learner = Learner(spec, cfg)  # (a) and (b): parameters never change
     updating = Learner(spec, cfg)  # (c): its parameters move every step
     batch = random_batch(spec, args.batch_size)
-    buffer_actions = one_hot_actions(batch.actions, spec.action_dims)
+    buffer_actions = learner.spaces.encode(batch.actions)
 
     torch.manual_seed(1)
     a = pyro_actor(learner, batch)

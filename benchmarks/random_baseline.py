@@ -4,9 +4,10 @@ Runs ``--episodes`` episodes per task in one ``VectorEnv`` (copy k seeded with `
 10000 is what evaluation of a seed-0 run uses), ``--max-cycles`` steps each, and reports the mean team return
 with the library's definition (sum over steps of the team-mean reward, ``pgm_marl.envs.returns``) and its
 standard deviation over episodes. In the MPE tasks action 0 is "no movement" (the speaker: say word 0), so
-"always 0" is the return of agents that stay where they spawned.
+"always 0" is the return of agents that stay where they spawned. ``--continuous``: the tasks with
+``continuous_actions=True`` (Box actions, uniform in the box; "always 0" is the zero vector: no movement).
 
-Usage: python benchmarks/random_baseline.py [--task cooperative_navigation]
+Usage: python benchmarks/random_baseline.py [--task cooperative_navigation] [--continuous]
 """
 import argparse
 import statistics
@@ -19,16 +20,21 @@ POLICIES = ("uniform random", "always action 0")
 
 
 @torch.no_grad()
-def episode_returns(task: str, policy: str, episodes: int, seed: int, max_cycles: int) -> dict:
+def episode_returns(task: str, policy: str, episodes: int, seed: int, max_cycles: int,
+                    continuous: bool = False, backend: str = "auto") -> dict:
     """Team -> list of ``episodes`` returns, collected exactly as ``pgm_marl.evaluate.evaluate`` does."""
-    venv = VectorEnv(task, num_envs=episodes, seed=seed, max_cycles=max_cycles)
-    high = torch.tensor(venv.spec.action_dims)
+    venv = VectorEnv(task, num_envs=episodes, seed=seed, max_cycles=max_cycles, backend=backend,
+                     continuous_actions=continuous)
     gen = torch.Generator().manual_seed(seed)
     returns = {t: [] for t in venv.spec.teams}
     venv.reset()
     for _ in range(max_cycles):
-        if policy == "uniform random":
-            actions = (torch.rand(episodes, venv.n_agents, generator=gen) * high).long()
+        if continuous:  # per agent [K, d]: uniform in the box, or zeros
+            boxes = [(torch.tensor(a.low), torch.tensor(a.high)) for a in venv.spec.action_spaces]
+            actions = [lo + (hi - lo) * torch.rand(episodes, len(lo), generator=gen) if policy == "uniform random"
+                       else torch.zeros(episodes, len(lo)) for lo, hi in boxes]
+        elif policy == "uniform random":
+            actions = (torch.rand(episodes, venv.n_agents, generator=gen) * torch.tensor(venv.spec.action_dims)).long()
         else:
             actions = torch.zeros(episodes, venv.n_agents, dtype=torch.long)
         result = venv.step(actions)
@@ -45,12 +51,16 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=10_000, help="env copy k is seeded with seed + k")
     p.add_argument("--max-cycles", type=int, default=25)
+    p.add_argument("--continuous", action="store_true", help="continuous_actions=True (Box actions)")
+    p.add_argument("--backend", default="auto", help="environment backend (the table in pgm_marl/metrics.py: "
+                   "pettingzoo, i.e. mpe2 itself)")
     args = p.parse_args()
     torch.set_num_threads(1)
     print("| task | team | " + " | ".join(POLICIES) + " |")
     print("|---|---|" + "---:|" * len(POLICIES))
     for task in args.task or TASKS:
-        results = {pol: episode_returns(task, pol, args.episodes, args.seed, args.max_cycles) for pol in POLICIES}
+        results = {pol: episode_returns(task, pol, args.episodes, args.seed, args.max_cycles, args.continuous,
+                                        args.backend) for pol in POLICIES}
         for team in results[POLICIES[0]]:
             cells = []
             for pol in POLICIES:

@@ -21,15 +21,17 @@ from pgm_marl.models.worlds import SimulatorWorld, TabularPolicies, TabularWorld
 
 
 class LinearPolicies:
-    """``logits(j, s) = W_j o_j + b_j`` with ``o_j`` agent j's slice of the concatenated observations ``s``."""
+    """``params(j, s) = W_j o_j + b_j`` with ``o_j`` agent j's slice of the concatenated observations ``s``."""
 
-    def __init__(self, obs_sizes, action_sizes, seed=0):
+    def __init__(self, obs_sizes, action_spaces, seed=0):
         gen = torch.Generator().manual_seed(seed)
+        self.action_spaces = action_spaces
         self.offsets = [sum(obs_sizes[:j]) for j in range(len(obs_sizes))]
         self.obs_sizes = list(obs_sizes)
-        self.layers = [(torch.randn(A, O, generator=gen) * 0.1, torch.zeros(A)) for O, A in zip(obs_sizes, action_sizes)]
+        self.layers = [(torch.randn(s.param_dim, O, generator=gen) * 0.1, torch.zeros(s.param_dim))
+                       for O, s in zip(obs_sizes, action_spaces)]
 
-    def logits(self, j, s):
+    def params(self, j, s):
         weight, bias = self.layers[j]
         obs = s[..., self.offsets[j]:self.offsets[j] + self.obs_sizes[j]]
         return obs @ weight.T + bias
@@ -53,7 +55,7 @@ def main(argv=None):
     env = simple_spread_v3.parallel_env(N=3, max_cycles=25, continuous_actions=False)
     agents = env.possible_agents
     world = SimulatorWorld(env, agents, horizon=3, seed=0)
-    policies = LinearPolicies([env.observation_space(a).shape[0] for a in agents], world.action_sizes)
+    policies = LinearPolicies([env.observation_space(a).shape[0] for a in agents], world.action_spaces)
     paths.append(os.path.join(args.out, "spread_agent0.png"))
     draw_model_graph(model_graph(world, policies, 0), paths[-1], title="MPE cooperative navigation: agent 0, H = 3")
     env.close()

@@ -87,11 +87,13 @@ class TrainConfig:
     learning_starts: int = _f(25_600, "environment steps before the first gradient step "
                               "(batch_size * max_cycles, as in Lowe et al.'s MADDPG code)")
     hidden: int = _f(128, "units in each of the two hidden layers")
-    alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value")
+    alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value (section 5.2; "
+                                "required for other tasks)")
     teams: Optional[str] = _f(None, "team map for an import-path task, e.g. 'red=agent_0+agent_1,blue=agent_2' "
                               "(none: the task's own teams, or one team per agent)")
-    env_kwargs: Optional[str] = _f(None, "extra env constructor arguments, e.g. 'N=6,local_ratio=0.5' (values: Python "
-                                   "literals, or bare words kept as strings)")
+    env_kwargs: Optional[str] = _f(None, "extra env constructor arguments, e.g. 'N=6,local_ratio=0.5' or "
+                                   "'continuous_actions=True' (Box actions) (values: Python literals, or bare words "
+                                   "kept as strings)")
     eval_every: int = _f(100, "training episodes between evaluations (deterministic policies)")
     eval_episodes: int = _f(100, "episodes per evaluation")
     eval_seed_offset: int = _f(10_000, "evaluation env seed = seed + eval_seed_offset")

@@ -1,7 +1,19 @@
-"""The learner: networks, their targets and optimizers, and one gradient step of Algorithm 1.
+"""Learners: networks, their targets and optimizers, how they collect experience and when they take a step.
 
-It maps each named loss of :class:`~pgm_marl.inference.masac.MASACLoss` to its parameters and optimizer and
-does nothing else: all maths lives in :mod:`pgm_marl.inference`.
+A learner has the interface the training loop (:func:`pgm_marl.train.train`) runs, Algorithm 1's:
+
+* ``act(obs, deterministic=False)``: a_i ~ pi_i(. | o_i) for every agent (environment format of
+  :meth:`~pgm_marl.models.actions.ActionSpaces.act`);
+* ``store(state, actions, reward, next_state, terminated)``: D <- D u {(s, a, r, s')};
+* ``updates_due(env_steps_before, env_steps, round_end)``: how many gradient steps are due now, and
+  ``learn()``: one of them, returning its diagnostics;
+* ``memory`` (``state_dict`` / ``load_state_dict``), ``generators()`` and ``state_dict`` /
+  ``load_state_dict``: what a checkpoint holds; ``on_policy``.
+
+:class:`Learner` (MA-SAC and its critic-based variants) learns off-policy from a replay buffer; it maps each
+named loss of :class:`~pgm_marl.inference.masac.MASACLoss` to its parameters and optimizer and does nothing
+else (all maths lives in :mod:`pgm_marl.inference`). :class:`ReinforceLearner` (reinforce-elbo) learns from each
+round's own episodes.
 """
 from __future__ import annotations
 
@@ -9,17 +21,19 @@ import copy
 
 import pyro
 import torch
-from torch import nn
 
-from .errors import UserError
 from .allocator import keep_freed_memory
+from .errors import UserError
 from .inference.actor import NeuralPolicies
 from .inference.masac import MASACLoss
-from .inference.reinforce import EpisodeWorld, reinforce_surrogate
-from .inference.variants import parse_algo_spec
+from .inference.reinforce import reinforce_surrogate
+from .inference.variants import parse_algo_spec, temperatures
+from .models.actions import ActionSpaces
+from .models.worlds import EpisodeWorld
 from .networks import Actors, TwinCritics, polyak_update
+from .replay import ReplayMemory
 
-__all__ = ["Learner", "ReinforceLearner", "make_learner"]
+__all__ = ["Learner", "ReinforceLearner", "make_learner", "action_spaces"]
 
 
 def make_learner(spec, cfg):
@@ -29,17 +43,27 @@ def make_learner(spec, cfg):
     if len(critics) > 1:
         raise UserError(f"--algo {cfg.algo!r} mixes critic-free (reinforce-elbo) and critic-based algorithms; "
                         "accepted: all agents with a critic, or all without")
-    return Learner(spec, cfg) if critics == {True} else ReinforceLearner(spec, cfg)
+    cls = Learner if critics == {True} else ReinforceLearner
+    return cls(spec, cfg, algorithms=algorithms)
 
 
-@torch.no_grad()
-def act(actors, obs, deterministic: bool = False) -> torch.Tensor:
-    """Decentralised execution: agent i acts on its own observation. Returns ``LongTensor [K, n]``."""
-    logits = actors(actors.pad_obs(obs))  # [n, K, A_max]; padded actions have probability 0
-    if deterministic:  # section 5.3: evaluate the most probable action
-        return logits.argmax(-1).T
-    gumbel = -torch.empty_like(logits).exponential_().log()  # Gumbel-max: an exact categorical draw, cheaply
-    return (logits + gumbel).argmax(-1).T
+def action_spaces(spec, algorithms) -> ActionSpaces:
+    """The agents' action spaces for their algorithms (a box's policy family is the algorithm's); an algorithm
+    that cannot handle an agent's space is refused with a one-line error."""
+    try:
+        spaces = ActionSpaces.from_specs(spec.action_spaces, algorithms)
+    except ValueError as err:
+        raise UserError(f"task {spec.name!r}: {err}") from None
+    for agent, space, algorithm in zip(spec.agents, spaces, algorithms):
+        if algorithm.estimator == "exact" and not space.enumerable:
+            raise UserError(f"--algo {algorithm.name}: agent {agent!r} has action space {space}, but the exact "
+                            "estimator sums eq. 9 over a finite set of actions; accepted for Box actions: masac, "
+                            "masac-auto, maddpg")
+        if getattr(space, "deterministic", False) and (algorithm.temperature != 0 or algorithm.estimator != "reparam"):
+            raise UserError(f"--algo {algorithm.name}: agent {agent!r} has a deterministic Box policy, which needs "
+                            "temperature 0 and estimator 'reparam' (a point mass has no entropy and no score "
+                            f"function); got temperature {algorithm.temperature!r}, estimator {algorithm.estimator!r}")
+    return spaces
 
 
 class Learner:
@@ -47,32 +71,52 @@ class Learner:
 
     ``actors`` / ``critic`` default to the paper's MLPs (:class:`Actors`, :class:`TwinCritics`); any modules
     with the same interface (e.g. tabular ones, to check the derivation exactly) train with the same code.
+    ``algorithms``: one per agent (default: parsed from ``cfg.algo``).
     """
 
-    def __init__(self, spec, cfg, actors=None, critic=None):
-        spec.require_discrete()
+    on_policy = False
+
+    def __init__(self, spec, cfg, actors=None, critic=None, algorithms=None):
         keep_freed_memory()  # batch-1024 activations are reused, not page-faulted in anew each step
         self.spec, self.cfg = spec, cfg
-        self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
         if any(not a.critic for a in self.algorithms):
             raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms train with ReinforceLearner")
-        self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
+        self.spaces = action_spaces(spec, self.algorithms)
+        alpha = temperatures(self.algorithms, cfg.task, cfg.alpha)
         torch.manual_seed(cfg.seed)  # network initialisation
-        self.actors = actors if actors is not None else Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
-        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, spec.action_dims, cfg.hidden)
+        self.actors = actors if actors is not None else Actors(spec.obs_dims, self.spaces, cfg.hidden)
+        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, self.spaces.sizes, cfg.hidden)
         self.target_actors, self.target_critic = copy.deepcopy(self.actors), copy.deepcopy(self.critic)
         for p in list(self.target_actors.parameters()) + list(self.target_critic.parameters()):
             p.requires_grad_(False)
         self.loss = MASACLoss(self.actors, self.critic, self.target_actors, self.target_critic, self.algorithms,
-                              cfg.task, cfg.gamma, cfg.alpha)
+                              self.spaces, alpha, cfg.gamma)
         self.optimizers = {
             "loss/actor": torch.optim.Adam(self.actors.parameters(), lr=cfg.lr, fused=True),
             "loss/critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True),
             "loss/temperature": torch.optim.Adam([self.loss.log_alpha], lr=cfg.lr),
         }
+        self.memory = ReplayMemory(cfg, spec.state_dim, spec.n_agents, self.spaces.storage_width,
+                                   self.spaces.storage_dtype)
 
-    def act(self, obs, deterministic: bool = False) -> torch.Tensor:
-        return act(self.actors, obs, deterministic)
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        """Decentralised execution: agent i acts on its own observation; ``deterministic``: the mode (section 5.3)."""
+        return self.spaces.act(self.actors(self.actors.pad_obs(obs)), deterministic)
+
+    def store(self, state, actions, reward, next_state, terminated) -> None:
+        self.memory.add(state, self.spaces.store(actions), reward, next_state, terminated)
+
+    def updates_due(self, env_steps_before: int, env_steps: int, round_end: bool) -> int:
+        return self.memory.updates_due(env_steps_before, env_steps)
+
+    def generators(self) -> dict:
+        return self.memory.generators()
+
+    def learn(self) -> dict[str, float]:
+        """One gradient step on a batch sampled from the replay buffer."""
+        return self.update(self.memory.sample())
 
     def update(self, batch) -> dict[str, float]:
         """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets."""
@@ -107,45 +151,83 @@ class Learner:
             o.load_state_dict(state["optimizers"][k])
 
 
+class RoundMemory:
+    """The current round's episodes (on-policy: nothing outlives a round, so a checkpoint holds nothing)."""
+
+    def __init__(self):
+        self.states, self.actions, self.rewards, self.last_state = [], [], [], None
+
+    def add(self, state, actions, reward, next_state) -> None:
+        self.states.append(state)
+        self.actions.append(actions)
+        self.rewards.append(reward)
+        self.last_state = next_state
+
+    def take(self):
+        """``states [T+1, K, D]``, stored actions ``[T, K, width]``, rewards ``[T, K, n]``; then empty."""
+        out = (torch.stack(self.states + [self.last_state]), torch.stack(self.actions), torch.stack(self.rewards))
+        self.__init__()
+        return out
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__init__()  # (checkpoints are written between rounds: there is nothing to restore)
+
+
 class ReinforceLearner:
     """``reinforce-elbo``: SVI on the trajectory ELBO (eq. 5) of each agent from on-policy episodes, no critic.
 
-    After every round of ``num_envs`` episodes the training loop calls :meth:`update_episodes`; the gradient is
-    the score-function estimate of :func:`~pgm_marl.inference.reinforce.reinforce_surrogate` with reward-to-go
-    and a leave-one-out baseline over the round's episodes (with ``num_envs = 1``: a running mean of earlier
-    rounds' rewards-to-go, decay ``baseline_decay``).
+    It collects one round (``num_envs`` episodes) and takes one step at its end (no replay buffer): the
+    gradient is the score-function estimate of :func:`~pgm_marl.inference.reinforce.reinforce_surrogate` with
+    reward-to-go and a leave-one-out baseline over the round's episodes (with ``num_envs = 1``: a running mean
+    of earlier rounds' rewards-to-go, decay ``baseline_decay``).
     """
 
     baseline_decay = 0.9
-
     on_policy = True
 
-    def __init__(self, spec, cfg):
-        spec.require_discrete()
+    def __init__(self, spec, cfg, algorithms=None):
         self.spec, self.cfg = spec, cfg
-        self.algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
-        self.algo_names = {t: self.algorithms[spec.agents.index(m[0])].name for t, m in spec.teams.items()}
-        alphas = [a.alpha(cfg.task, cfg.alpha) for a in self.algorithms]
+        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
+        self.spaces = action_spaces(spec, self.algorithms)
+        alphas = temperatures(self.algorithms, cfg.task, cfg.alpha)
         if min(alphas) <= 0:
             raise UserError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got --alpha {cfg.alpha}; "
                             "accepted: --alpha > 0 or none")
         self.alpha = torch.tensor(alphas)
         torch.manual_seed(cfg.seed)
-        self.actors = Actors(spec.obs_dims, spec.action_dims, cfg.hidden)
+        self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden)
         self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
         self.baseline = torch.zeros(0)  # running mean of rewards-to-go [T, n] (used when num_envs == 1)
+        self.memory = RoundMemory()
 
-    def act(self, obs, deterministic: bool = False) -> torch.Tensor:
-        return act(self.actors, obs, deterministic)
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        return self.spaces.act(self.actors(self.actors.pad_obs(obs)), deterministic)
+
+    def store(self, state, actions, reward, next_state, terminated) -> None:
+        self.memory.add(state, self.spaces.store(actions), reward, next_state)
+
+    def updates_due(self, env_steps_before: int, env_steps: int, round_end: bool) -> int:
+        return int(round_end)
+
+    def generators(self) -> dict:
+        return {}
+
+    def learn(self) -> dict[str, float]:
+        return self.update_episodes(*self.memory.take())
 
     def update_episodes(self, states, actions, rewards) -> dict[str, float]:
-        """One SVI step on ``sum_i ELBO_i`` from states ``[T+1, K, D]``, actions ``[T, K, n]``, rewards ``[T, K, n]``."""
-        one_hot = [nn.functional.one_hot(actions[..., j], d).float() for j, d in enumerate(self.actors.action_dims)]
-        world = EpisodeWorld(states, one_hot, rewards)
+        """One SVI step on ``sum_i ELBO_i`` from states ``[T+1, K, D]``, stored actions ``[T, K, width]``,
+        rewards ``[T, K, n]``."""
+        world = EpisodeWorld(states, self.spaces.encode(actions), rewards)
         if len(self.baseline) == 0:
             self.baseline = torch.zeros(rewards.shape[0], self.spec.n_agents)
         running = self.baseline if states.shape[1] == 1 else None  # None: leave-one-out over the round
-        surrogate, elbo, togo = reinforce_surrogate(world, NeuralPolicies(self.actors), self.alpha, baseline=running)
+        surrogate, elbo, togo = reinforce_surrogate(world, NeuralPolicies(self.actors, self.spaces), self.alpha,
+                                                    baseline=running)
         self.baseline = torch.lerp(togo.mean(1), self.baseline, self.baseline_decay)
         self.optimizer.zero_grad(set_to_none=True)
         (-surrogate).backward()

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 #: Mean evaluation return of uniformly random policies per task and team, with the library's team return
 #: (sum over steps of the team-mean reward), 25-step episodes, default env settings, 100 episodes on env seeds
-#: 10000-10099 (the evaluation episodes of a seed-0 run). Measured with ``python benchmarks/random_baseline.py``.
+#: 10000-10099 (the evaluation episodes of a seed-0 run), on mpe2 itself. Measured with
+#: ``python benchmarks/random_baseline.py --backend pettingzoo``.
 RANDOM_BASELINES: Dict[str, Dict[str, float]] = {
     "cooperative_navigation": {"all": -25.76},
     "cooperative_communication": {"all": -40.16},
@@ -26,12 +27,26 @@ RANDOM_BASELINES: Dict[str, Dict[str, float]] = {
 }
 
 
+#: The same with ``continuous_actions=True`` (uniform in each agent's Box; ``random_baseline.py --continuous``).
+RANDOM_BASELINES_CONTINUOUS: Dict[str, Dict[str, float]] = {
+    "cooperative_navigation": {"all": -25.17},
+    "cooperative_communication": {"all": -39.60},
+    "predator_prey": {"predators": 3.70, "prey": -12.31},
+    "physical_deception": {"good": 7.81, "adversary": -27.14},
+}
+
+
 def random_baseline(cfg) -> Optional[Dict[str, float]]:
-    """Team -> uniform-random return for a run's task, or None where the table does not apply (other task,
-    episode length, env arguments or teams)."""
-    if cfg.max_cycles != 25 or cfg.env_kwargs or cfg.teams:
+    """Team -> uniform-random return for a run's task, or None where the tables do not apply (other task,
+    episode length, env arguments other than ``continuous_actions``, or teams)."""
+    if cfg.max_cycles != 25 or cfg.teams:
         return None
-    return RANDOM_BASELINES.get(cfg.task)
+    options = cfg.env_options() if cfg.env_kwargs else {}
+    if not options:
+        return RANDOM_BASELINES.get(cfg.task)
+    if options == {"continuous_actions": True}:
+        return RANDOM_BASELINES_CONTINUOUS.get(cfg.task)
+    return None
 
 
 def metric_columns(teams: Sequence[str]) -> list:

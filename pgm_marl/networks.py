@@ -1,8 +1,10 @@
 """Batched per-agent networks (section 5.2): one stacked parameter tensor per layer, one ``bmm`` for all agents.
 
-Agents may differ in observation size (speaker 3, listener 11) and action count (3 vs 5). Inputs are
-zero-padded to the largest size (padded weights only ever multiply zeros, so they get no gradient) and padded
-action logits are set to :data:`PAD_LOGIT`, which gives them probability 0 and a relaxed sample of exactly 0.
+Agents may differ in observation size (speaker 3, listener 11) and policy width (3 vs 5 logits; a box's mean
+and log std). Inputs are zero-padded to the largest size (padded weights only ever multiply zeros, so they get
+no gradient) and padded outputs are set to :data:`PAD_LOGIT` by the action spaces
+(:meth:`~pgm_marl.models.actions.ActionSpaces.pad`): a padded discrete action has probability 0 and a relaxed
+sample of exactly 0.
 """
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .models.actions import PAD_LOGIT, ActionSpaces
+
 __all__ = ["BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "PAD_LOGIT", "polyak_update"]
-
-PAD_LOGIT = -1e4
-
 
 class BatchedLinear(nn.Module):
     """``n`` independent linear layers: ``x [n, B, d_in] -> x @ W[n] + b[n]``."""
@@ -121,12 +122,17 @@ class BatchedMLP(nn.Module):
 
 
 class Actors(nn.Module):
-    """Decentralised policies ``pi_i(a_i | o_i)``; the observation ``o_i`` is agent i's slice of the state."""
+    """Decentralised policies ``pi_i(a_i | o_i)``; the observation ``o_i`` is agent i's slice of the state.
 
-    def __init__(self, obs_dims: Sequence[int], action_dims: Sequence[int], hidden: int = 128):
+    ``action_spaces``: an :class:`~pgm_marl.models.actions.ActionSpaces` (or action counts: all discrete); the
+    network outputs each agent's policy parameters (``param_dim`` of its space), padded.
+    """
+
+    def __init__(self, obs_dims: Sequence[int], action_spaces, hidden: int = 128):
         super().__init__()
-        self.obs_dims, self.action_dims = tuple(obs_dims), tuple(action_dims)
-        n, d_obs, d_act = len(obs_dims), max(obs_dims), max(action_dims)
+        self.spaces = ActionSpaces.coerce(action_spaces)
+        self.obs_dims, self.action_dims = tuple(obs_dims), self.spaces.param_dims
+        n, d_obs, d_act = len(obs_dims), max(obs_dims), max(self.action_dims)
         self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims))
         offsets = torch.tensor([0] + list(obs_dims)).cumsum(0)
         state_dim = int(offsets[-1])
@@ -134,8 +140,7 @@ class Actors(nn.Module):
         for k, d in enumerate(obs_dims):
             index[k, :d] = torch.arange(offsets[k], offsets[k] + d)
         self.register_buffer("obs_index", index, persistent=False)
-        mask = torch.tensor([[j >= a for j in range(d_act)] for a in action_dims])
-        self.register_buffer("pad_mask", mask, persistent=False)
+        self.register_buffer("pad_mask", self.spaces.pad_mask.clone(), persistent=False)
 
     def observations(self, state: torch.Tensor) -> torch.Tensor:
         """``state [*batch, D] -> padded per-agent observations [n, *batch, max d_i]``."""
@@ -147,10 +152,8 @@ class Actors(nn.Module):
         return self.observations(torch.cat(list(obs), -1))
 
     def forward(self, obs_padded: torch.Tensor) -> torch.Tensor:
-        """Logits ``[n, *batch, max A_i]``; padded actions get :data:`PAD_LOGIT`."""
-        logits = self.net(obs_padded)
-        mask = self.pad_mask.reshape(self.pad_mask.shape[0], *([1] * (logits.dim() - 2)), -1)
-        return logits.masked_fill(mask, PAD_LOGIT)
+        """Policy parameters ``[n, *batch, max P_i]`` (discrete: logits); padded entries get :data:`PAD_LOGIT`."""
+        return self.spaces.pad(self.net(obs_padded), self.pad_mask)
 
 
 class TwinCritics(nn.Module):

@@ -1,6 +1,8 @@
-"""The training loop: act, step, store, update every ``update_every`` env steps, evaluate, checkpoint.
+"""The training loop, Algorithm 1: act, step, store, take the gradient steps that are due; evaluate, checkpoint.
 
-All env copies start together and MPE episodes last exactly ``max_cycles`` steps, so one
+The learner owns how it collects and when it updates (:mod:`pgm_marl.learner`): an off-policy learner keeps a
+replay buffer and is due a step every ``update_every`` env steps; reinforce-elbo learns from each round's own
+episodes at its end. All env copies start together and MPE episodes last exactly ``max_cycles`` steps, so one
 *round* of ``max_cycles`` vector steps finishes ``num_envs`` episodes. Every round begins with
 an explicit ``venv.reset()``; evaluation and checkpoints happen only between rounds, which
 makes a resumed run continue exactly like an uninterrupted one (all RNG states are saved).
@@ -27,7 +29,6 @@ from .envs import VectorEnv
 from .evaluate import evaluate
 from .guards import check_finite_state, check_finite_step, guarded_update, learning_plan_warning
 from .metrics import MetricsLogger, plot_learning_curve, random_baseline
-from .replay import ReplayBuffer
 from .runfolder import check_out_folder, make_run_folder, remove_stale_temp_files
 
 #: fields that may differ between a checkpoint and the config that resumes it
@@ -40,9 +41,10 @@ def make_learner(spec, cfg: TrainConfig):
     return build(spec, cfg)
 
 
-def run_generators(replay_gen: torch.Generator, venv) -> Dict[str, torch.Generator]:
-    """Named torch generators to checkpoint: replay sampling and, on the torch backend, the environment's."""
-    gens = {"replay": replay_gen}
+def run_generators(generators, venv) -> Dict[str, torch.Generator]:
+    """Named torch generators to checkpoint: the learner's (``learner.generators()``: replay sampling; a lone
+    ``torch.Generator`` is named ``"replay"``) and, on the torch backend, the environment's."""
+    gens = {"replay": generators} if isinstance(generators, torch.Generator) else dict(generators)
     if isinstance(getattr(venv, "generator", None), torch.Generator):
         gens["env"] = venv.generator
     return gens
@@ -85,25 +87,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    replay_gen = torch.Generator().manual_seed(cfg.seed)
     venv = VectorEnv(cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, max_cycles=cfg.max_cycles, backend=cfg.backend,
                      **cfg.env_options())
     spec = venv.spec
     eval_venv = None  # built at the first evaluation, reseeded at every one
     learner = make_learner(spec, cfg)  # bad task / algo fail here, before the run folder is written
-    buffer = ReplayBuffer(cfg.buffer_size, spec.state_dim, spec.n_agents)
     counters = {"episode": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
     obs = venv.reset()  # first reset: copy k seeded with seed + k
     timer = Timer()
     if ckpt is not None:  # a checkpoint that does not fit is refused before any file of the run is touched
         restore(ckpt_path, "learner", learner.load_state_dict, ckpt["learner"])
-        restore(ckpt_path, "replay buffer", buffer.load_state_dict, ckpt["buffer"])
+        restore(ckpt_path, "replay buffer", learner.memory.load_state_dict, ckpt["buffer"])
         restore(ckpt_path, "counters", check_counters, ckpt["counters"])
         counters.update(ckpt["counters"])
         timer = Timer(ckpt["timing"])
-        restore(ckpt_path, "RNG states", lambda rng: restore_rng(rng, run_generators(replay_gen, venv),
+        restore(ckpt_path, "RNG states", lambda rng: restore_rng(rng, run_generators(learner.generators(), venv),
                                                                   env_generators(venv)), ckpt["rng"])
-    plan = learning_plan_warning(cfg, getattr(learner, "on_policy", False))
+    plan = learning_plan_warning(cfg, learner.on_policy)
     if plan and counters["updates"] == 0:
         print(f"warning: {plan}", file=sys.stderr)
     make_run_folder(run_dir)
@@ -127,9 +127,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         check_finite_state(learner_state, f"refusing to write {ckpt_path} at update {counters['updates']}: learner "
                                           "state", spec.agents)
         save_checkpoint(ckpt_path, {
-            "learner": learner_state, "buffer": buffer.state_dict(), "config": cfg.to_dict(),
+            "learner": learner_state, "buffer": learner.memory.state_dict(), "config": cfg.to_dict(),
             "counters": dict(counters), "timing": dict(timer.totals),
-            "rng": capture_rng(run_generators(replay_gen, venv), env_generators(venv)),
+            "rng": capture_rng(run_generators(learner.generators(), venv), env_generators(venv)),
         })
         last_checkpoint = counters["episode"]
 
@@ -142,39 +142,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if counters["episode"] > 0 or ckpt is not None:  # (the very first round uses the seeded reset)
                 obs = venv.reset()  # each round starts from a fresh reset that continues each copy's RNG
             diagnostics = {}
-            on_policy = getattr(learner, "on_policy", False)  # reinforce-elbo learns from the round's episodes
-            states, round_actions, rewards = [], [], []
-            for step in range(1, cfg.max_cycles + 1):
+            for step in range(1, cfg.max_cycles + 1):  # each environment step, all copies at once
                 with timer("act"):
-                    actions = learner.act(obs)
+                    actions = learner.act(obs)  # a_i ~ pi_i(. | o_i)
                 with timer("env"):
-                    res = venv.step(actions)
+                    res = venv.step(actions)  # s' ~ p(. | s, a)
                 state, next_state = venv.state(obs), venv.state(res.next_obs)
                 check_finite_step(spec, res.reward, state, next_state, episode=counters["episode"], step=step,
                                   env_steps=counters["env_steps"])  # NaN / inf never enter the buffer
-                buffer.add(state, actions, res.reward, next_state, res.terminated)
-                if on_policy:
-                    states.append(state)
-                    round_actions.append(actions)
-                    rewards.append(res.reward)
+                learner.store(state, actions, res.reward, next_state, res.terminated)  # D <- D u {(s, a, r, s')}
                 obs = res.obs
                 before, counters["env_steps"] = counters["env_steps"], counters["env_steps"] + cfg.num_envs
-                due = counters["env_steps"] // cfg.update_every - before // cfg.update_every
-                if not on_policy and counters["env_steps"] >= cfg.learning_starts and len(buffer) >= cfg.batch_size:
+                due = learner.updates_due(before, counters["env_steps"], round_end=step == cfg.max_cycles)
+                if due:
                     with timer("learn"):
-                        for _ in range(due):
-                            diagnostics = guarded_update(  # losses and weights checked after each update
-                                lambda: learner.update(buffer.sample(cfg.batch_size, replay_gen)),
-                                learner, spec.agents, update=counters["updates"] + 1, env_steps=counters["env_steps"])
+                        for _ in range(due):  # each gradient step: losses and weights checked after it
+                            diagnostics = guarded_update(learner.learn, learner, spec.agents,
+                                                         update=counters["updates"] + 1,
+                                                         env_steps=counters["env_steps"])
                             counters["updates"] += 1
-            if on_policy:
-                with timer("learn"):
-                    states.append(venv.state(res.next_obs))
-                    diagnostics = guarded_update(
-                        lambda: learner.update_episodes(torch.stack(states), torch.stack(round_actions),
-                                                        torch.stack(rewards)),
-                        learner, spec.agents, update=counters["updates"] + 1, env_steps=counters["env_steps"])
-                counters["updates"] += 1
             before, counters["episode"] = counters["episode"], counters["episode"] + cfg.num_envs
             done = counters["episode"] >= cfg.episodes
             if diagnostics:

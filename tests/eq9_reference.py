@@ -1,13 +1,18 @@
-"""Closed forms written without Pyro, as independent checks (tests) and as the baseline of the overhead benchmark.
+"""Test oracle: eq. 9 in closed form, written without Pyro and without the library's action spaces.
 
-Training never calls these: the actor step goes through the Pyro model and guide (:mod:`.actor`).
+It checks :func:`pgm_marl.inference.actor.actor_terms` (tests/test_masac.py) and is the baseline of the overhead
+benchmark (benchmarks/bench_actor_overhead.py). It lives with the tests, not in the package: training never
+calls it, and it must stay independent of the code it checks. It shares with that code only the noise (same
+order and shapes of draws) and the inputs (buffer actions already encoded); the relaxed draws come from
+torch's own ``RelaxedOneHotCategorical`` and ``log pi`` is written out, not taken from
+:class:`~pgm_marl.models.actions.DiscreteActions` or :class:`~pgm_marl.models.distributions.GumbelSoftmaxPolicy`.
 """
 from __future__ import annotations
 
 import torch
 from pyro.distributions import RelaxedOneHotCategorical
 
-from .actor import frozen
+from pgm_marl.inference.actor import frozen
 
 __all__ = ["eq9_actor_loss"]
 

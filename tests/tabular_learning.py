@@ -1,4 +1,7 @@
-"""Tabular check of the derivation: MA-SAC's own update code on a :class:`TabularMarkovGame`.
+"""Test harness: MA-SAC's own update code on a :class:`TabularMarkovGame`, checked against exact answers.
+
+It lives with the tests (tests/test_tabular_masac.py), not in the package: training never uses it, and the
+exact answers it is compared with (:mod:`pgm_marl.inference.exact`) do not depend on it.
 
 :class:`TabularActors` / :class:`TabularCritics` have the interface of the MLP
 :class:`~pgm_marl.networks.Actors` / :class:`~pgm_marl.networks.TwinCritics`, so the unchanged
@@ -20,26 +23,25 @@ import itertools
 import torch
 from torch import nn
 
-from .envs.tasks import ActionSpec, TaskSpec
-from .learner import Learner
-from .networks import PAD_LOGIT
-from .replay import Batch
+from pgm_marl.envs.tasks import ActionSpec, TaskSpec
+from pgm_marl.learner import Learner
+from pgm_marl.models.actions import ActionSpaces
+from pgm_marl.replay import Batch
 
 __all__ = ["TabularActors", "TabularCritics", "game_spec", "collect", "train_tabular", "learned_policies",
            "critic_q_tables"]
 
 
 class TabularActors(nn.Module):
-    """Logit tables ``[n, S, A_max]`` (padded actions at :data:`PAD_LOGIT`), initialised uniform (zeros)."""
+    """Logit tables ``[n, S, A_max]`` (padded by the action spaces), initialised uniform (zeros)."""
 
     def __init__(self, n_states: int, action_dims):
         super().__init__()
         self.n_states, self.action_dims = int(n_states), tuple(int(a) for a in action_dims)
+        self.spaces = ActionSpaces.coerce(self.action_dims)
         n, a_max = len(self.action_dims), max(self.action_dims)
         self.obs_dims = (self.n_states,) * n
-        mask = torch.tensor([[k >= a for k in range(a_max)] for a in self.action_dims])
-        self.register_buffer("pad_mask", mask, persistent=False)
-        self.logits = nn.Parameter(torch.zeros(n, self.n_states, a_max).masked_fill(mask[:, None], PAD_LOGIT))
+        self.logits = nn.Parameter(self.spaces.pad(torch.zeros(n, self.n_states, a_max)))
 
     def observations(self, state: torch.Tensor) -> torch.Tensor:
         """One-hot ``state [*batch, S] -> [n, *batch, S]`` (full observability)."""
@@ -51,9 +53,7 @@ class TabularActors(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits ``[n, *batch, A_max]``: the table row of each (relaxed) one-hot observation."""
-        logits = torch.einsum("n...s,nsa->n...a", obs, self.logits)
-        mask = self.pad_mask.reshape(self.pad_mask.shape[0], *([1] * (logits.dim() - 2)), -1)
-        return logits.masked_fill(mask, PAD_LOGIT)
+        return self.spaces.pad(torch.einsum("n...s,nsa->n...a", obs, self.logits))
 
     def policies(self) -> list[torch.Tensor]:
         """``pi_j(. | s)`` as ``[S, A_j]`` tables (detached), the format of :mod:`pgm_marl.inference.exact`."""
@@ -100,10 +100,6 @@ def game_spec(game) -> TaskSpec:
                     teams={"all": agents}, max_cycles=game.horizon)
 
 
-def _sample_actions(policies, s, generator):
-    return torch.stack([torch.multinomial(pi[s].float(), 1, generator=generator)[:, 0] for pi in policies], -1)
-
-
 def collect(game, learner_or_policies, batch_size: int, generator: torch.Generator) -> Batch:
     """``batch_size`` transitions: ``s`` uniform, ``a`` from ``learner.act`` (or from ``[S, A_j]`` policy
     tables, sampled with ``generator``), ``s' ~ p(. | s, a)``, ``r = rewards[:, s, a]``; terminated = 1
@@ -113,8 +109,12 @@ def collect(game, learner_or_policies, batch_size: int, generator: torch.Generat
     state = nn.functional.one_hot(s, S).float()
     if hasattr(learner_or_policies, "act"):
         actions = learner_or_policies.act([state] * n)
-    else:
-        actions = _sample_actions(learner_or_policies, s, generator)
+    else:  # the tables' rows as logits, drawn by the action spaces (Gumbel-max)
+        spaces = ActionSpaces.coerce([pi.shape[-1] for pi in learner_or_policies])
+        width = max(spaces.param_dims)
+        logits = torch.stack([nn.functional.pad(pi[s].float().log(), (0, width - pi.shape[-1]))
+                              for pi in learner_or_policies])
+        actions = spaces.act(spaces.pad(logits), generator=generator)
     idx = (s,) + tuple(actions.T)
     reward = game.rewards[(slice(None),) + idx].T.float()  # [B, n]
     s_next = torch.multinomial(game.transition[idx].float(), 1, generator=generator)[:, 0]
@@ -155,9 +155,10 @@ def critic_q_tables(learner) -> torch.Tensor:
     ``[n, S, A_1, ..., A_n]`` (the layout of :func:`~pgm_marl.inference.exact.exact_soft_q` per agent)."""
     critic = learner.critic
     S, dims = critic.n_states, critic.action_dims
+    spaces = ActionSpaces.coerce(dims)
     cells = list(itertools.product(range(S), *[range(d) for d in dims]))
     idx = torch.tensor(cells)  # [M, 1 + n]
     state = nn.functional.one_hot(idx[:, 0], S).float()
-    joint = torch.cat([nn.functional.one_hot(idx[:, 1 + j], d).float() for j, d in enumerate(dims)], -1)
+    joint = torch.cat(spaces.encode(idx[:, 1:]), -1)
     q = critic.min(state, joint.expand(len(dims), *joint.shape))  # [n, M]
     return q.reshape(len(dims), S, *dims)

@@ -149,12 +149,17 @@ def test_unknown_task_lists_accepted_names():
     assert all(name in msg for name in TASKS) and "mpe2.simple_push_v3" in msg
 
 
-def test_require_discrete_names_agent():
+def test_require_discrete_names_agent_and_box_actions_step():
     _, spec = make_env("mpe2.simple_push_v3", continuous_actions=True)
     with pytest.raises(TaskError, match="adversary_0.*Box"):
         spec.require_discrete()
-    with pytest.raises(TaskError):
-        VectorEnv("mpe2.simple_push_v3", continuous_actions=True)
+    venv = VectorEnv("mpe2.simple_push_v3", num_envs=2, seed=0, continuous_actions=True)  # Box actions step
+    venv.reset()
+    result = venv.step([torch.full((2, 5), 0.5), torch.full((2, 5), 0.25)])
+    assert result.reward.shape == (2, 2)
+    with pytest.raises(ValueError, match="per-agent tensors"):
+        venv.step(torch.zeros(2, 2, dtype=torch.long))
+    venv.close()
 
 
 def test_import_path_env_default_and_user_teams():

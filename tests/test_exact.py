@@ -128,8 +128,9 @@ def test_elbo_matches_brute_force(n_states, action_sizes, horizon, seed):
         assert actual.dtype == F64
         assert actual.item() == pytest.approx(expected, abs=1e-9, rel=1e-9)
         terms = exact_elbo_terms(game, policies, agent, alpha)
-        assert set(terms) == {"reward", "log_prior", "log_policy"}
-        assert (terms["reward"] + terms["log_prior"] - terms["log_policy"]).item() == pytest.approx(actual.item())
+        assert set(terms) == {"log_likelihood", "log_prior", "log_policy"}
+        elbo = terms["log_likelihood"] + terms["log_prior"] - terms["log_policy"]
+        assert elbo.item() == pytest.approx(actual.item())
         assert terms["log_prior"].item() == pytest.approx(-horizon * math.log(action_sizes[agent]))
         # ELBO is a lower bound on the log evidence of agent i's MDP.
         assert actual.item() <= brute_force_log_evidence(game, policies, agent, alpha) + 1e-12

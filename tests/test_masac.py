@@ -5,14 +5,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from eq9_reference import eq9_actor_loss
 from pgm_marl.envs import make_env
-from pgm_marl.inference.masac import one_hot_actions
-from pgm_marl.inference.reference import eq9_actor_loss
 from pgm_marl.inference.soft_bellman import soft_bellman_target
-from pgm_marl.inference.variants import MASAC, PRESETS, Algorithm, parse_algo_spec, register
+from pgm_marl.inference.variants import MASAC, PRESETS, Algorithm, parse_algo_spec
 from pgm_marl.learner import Learner
 from pgm_marl.networks import Actors, TwinCritics
 from pgm_marl.replay import Batch
+
+
+def one_hot_actions(actions, action_dims):
+    """Integer actions ``[B, n]`` -> one-hot ``[B, A_j]`` per agent (written here, not taken from the library)."""
+    return [torch.nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_dims)]
 
 
 def _cfg(task, algo="masac", alpha=None, hidden=32):
@@ -61,28 +65,43 @@ def test_soft_bellman_target_is_eq7_with_discount_and_termination():
     assert torch.allclose(got, torch.tensor([[-1.0 + 0.9 * (3.0 + 0.2 * 0.5), -2.0]]))
 
 
-def test_critic_loss_matches_eq8_by_hand(comm):
-    learner = Learner(comm, _cfg("cooperative_communication"))
-    batch = _batch(comm)
-    torch.manual_seed(3)
-    loss = learner.loss.critic_loss(batch)
-    torch.manual_seed(3)
-    la = learner.target_actors(learner.target_actors.observations(batch.next_state))
+def _eq8_by_hand(learner, spec, batch, actors, critic):
+    """Eq. 8 with the target of eq. 7 computed from the given ``actors`` / ``critic`` (the same draws as
+    ``critic_loss`` when the RNG is seeded alike)."""
+    la = actors(actors.observations(batch.next_state))
     ys, lps = [], []
-    for j, d in enumerate(comm.action_dims):
+    for j, d in enumerate(spec.action_dims):
         y = torch.distributions.RelaxedOneHotCategorical(torch.tensor(1.0), logits=la[j, :, :d]).rsample()
         y = torch.nn.functional.one_hot(y.argmax(-1), d).float()  # a' ~ pi exactly (Gumbel-max)
         ys.append(y)
         lps.append((y * la[j, :, :d].log_softmax(-1)).sum(-1))
     with torch.no_grad():
         joint_next = torch.cat(ys, -1).expand(2, -1, -1)
-        nq = torch.minimum(*learner.target_critic(batch.next_state, joint_next))
+        nq = torch.minimum(*critic(batch.next_state, joint_next))
         alpha = 0.005  # section 5.2, cooperative communication
         target = batch.reward.T + 0.95 * (1 - batch.terminated) * (nq - alpha * torch.stack(lps))
-        joint = torch.cat(one_hot_actions(batch.actions, comm.action_dims), -1).expand(2, -1, -1)
+        joint = torch.cat(one_hot_actions(batch.actions, spec.action_dims), -1).expand(2, -1, -1)
         q1, q2 = learner.critic(batch.state, joint)
-        expected = ((q1 - target) ** 2).mean(-1).sum() + ((q2 - target) ** 2).mean(-1).sum()
-    assert torch.allclose(loss, expected, rtol=1e-5)
+        return ((q1 - target) ** 2).mean(-1).sum() + ((q2 - target) ** 2).mean(-1).sum()
+
+
+def test_critic_loss_matches_eq8_by_hand_with_target_networks(comm):
+    """The target of eq. 7 uses the target actors and critics: after moving the targets away from the online
+    networks (at initialisation they are equal, and a test could not tell), only the by-hand loss computed
+    with the targets matches."""
+    learner = Learner(comm, _cfg("cooperative_communication"))
+    with torch.no_grad():
+        for p in list(learner.target_actors.parameters()) + list(learner.target_critic.parameters()):
+            p.add_(0.3 * torch.randn_like(p))
+    batch = _batch(comm)
+    torch.manual_seed(3)
+    loss = learner.loss.critic_loss(batch)
+    torch.manual_seed(3)
+    with_targets = _eq8_by_hand(learner, comm, batch, learner.target_actors, learner.target_critic)
+    torch.manual_seed(3)
+    with_online = _eq8_by_hand(learner, comm, batch, learner.actors, learner.critic)
+    assert torch.allclose(loss, with_targets, rtol=1e-5)
+    assert not torch.allclose(loss, with_online, rtol=1e-2)
 
 
 @pytest.mark.parametrize("algo", ["masac", "maddpg", "predators=masac,prey=maddpg"])
@@ -92,7 +111,7 @@ def test_pyro_actor_loss_equals_closed_form_eq9(tag, algo):
     batch = _batch(tag)
     loss = learner.loss
     torch.manual_seed(11)
-    pyro_loss = -loss.actor_terms(batch)["elbo"]
+    pyro_loss = -loss.actor_terms(batch)["alpha_elbo"]
     g_pyro = torch.autograd.grad(pyro_loss.sum(), list(learner.actors.parameters()))
     torch.manual_seed(11)
     ref = eq9_actor_loss(learner.actors, learner.critic, batch.state, one_hot_actions(batch.actions, tag.action_dims),
@@ -128,12 +147,11 @@ def test_losses_are_isolated(comm):
 
 
 def _actor_grad_and_target(spec, task, algorithm, seed=5):
-    register(algorithm)
-    learner = Learner(spec, _cfg(task, algorithm.name))
+    learner = Learner(spec, _cfg(task, algorithm.name), algorithms=[algorithm] * spec.n_agents)
     batch = _batch(spec)
     torch.manual_seed(seed)
     terms = learner.loss.actor_terms(batch)
-    grad = torch.autograd.grad(-terms["elbo"].sum(), list(learner.actors.parameters()))
+    grad = torch.autograd.grad(-terms["alpha_elbo"].sum(), list(learner.actors.parameters()))
     torch.manual_seed(seed)
     with torch.no_grad():
         next_joint, next_log_pi = learner.loss._sample(learner.target_actors, batch.next_state)
@@ -176,7 +194,8 @@ def test_exact_estimator_is_unbiased_and_relaxed_converges_to_it(comm):
         return grads.mean(0), grads.std(0) / chunks ** 0.5
 
     torch.manual_seed(0)  # the exact estimator still samples the other agent's action
-    g_exact, se_exact = mean_and_se(lambda: flat(torch.autograd.grad(-learner.loss.actor_terms(batch)["elbo"].sum(), params)))
+    g_exact, se_exact = mean_and_se(lambda: flat(torch.autograd.grad(-learner.loss.actor_terms(batch)["alpha_elbo"].sum(),
+                                                                     params)))
 
     def score_function():  # one-hot actions, E[grad log pi (Q - alpha log pi) - alpha grad log pi], written out
         alpha = learner.loss.alpha()
@@ -195,18 +214,18 @@ def test_exact_estimator_is_unbiased_and_relaxed_converges_to_it(comm):
     assert torch.all((g_exact - g_sf).abs() < 4 * (se_sf ** 2 + se_exact ** 2).sqrt() + 1e-6)
     errors = []
     for relax in (1.0, 0.1):
-        alg = register(dataclasses.replace(MASAC, name=f"masac-relax{relax}", relax=relax))
-        relaxed = Learner(comm, _cfg("cooperative_communication", alg.name, hidden=16))
+        alg = dataclasses.replace(MASAC, name=f"masac-relax{relax}", relax=relax)
+        relaxed = Learner(comm, _cfg("cooperative_communication", alg.name, hidden=16), algorithms=[alg] * 2)
         relaxed.actors.load_state_dict(learner.actors.state_dict())
         relaxed.critic.load_state_dict(learner.critic.state_dict())
         ps = list(relaxed.actors.parameters())
-        g, _ = mean_and_se(lambda: flat(torch.autograd.grad(-relaxed.loss.actor_terms(batch)["elbo"].sum(), ps)))
+        g, _ = mean_and_se(lambda: flat(torch.autograd.grad(-relaxed.loss.actor_terms(batch)["alpha_elbo"].sum(), ps)))
         errors.append(((g - g_exact).norm() / g_exact.norm()).item())
     assert errors[1] < errors[0] / 2, errors
 
 
 def test_presets_differ_from_masac_exactly_where_declared():
-    declared = {"masac": set(), "maddpg": {"temperature", "resample"}, "masac-auto": {"temperature"},
+    declared = {"masac": set(), "maddpg": {"temperature", "resample", "box_policy"}, "masac-auto": {"temperature"},
                 "masac-exact": {"estimator"}, "reinforce-elbo": {"estimator", "critic"}}
     for name, fields in declared.items():
         assert PRESETS[name].differences(MASAC) == fields, name
@@ -245,3 +264,19 @@ def test_sampled_actions_follow_the_policies(comm):
         freq = torch.bincount(actions[:, j], minlength=d).float() / len(actions)
         assert torch.allclose(freq, logits[j, 0, :d].softmax(-1), atol=0.015)
         assert torch.all(learner.act(obs, deterministic=True)[:, j] == logits[j, 0, :d].argmax())
+
+
+def test_register_refuses_overwrites_unless_asked(monkeypatch):
+    from pgm_marl.inference import variants
+
+    monkeypatch.setattr(variants, "PRESETS", dict(PRESETS))  # this test's own table
+    with pytest.raises(ValueError, match="'masac' is already registered"):
+        variants.register(Algorithm("masac", temperature=0.3))
+    assert variants.register(MASAC) is MASAC  # the same preset again: a no-op
+    hot = variants.register(Algorithm("masac", temperature=0.3), replace=True)
+    assert variants.resolve("masac") is hot
+
+
+def test_tests_leave_the_preset_table_as_they_found_it():
+    assert set(PRESETS) == {"masac", "maddpg", "masac-auto", "masac-exact", "reinforce-elbo"}
+    assert PRESETS["masac"] == MASAC

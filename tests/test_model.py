@@ -46,7 +46,7 @@ def test_named_terms_match_exact_terms_and_env_cancels():
                            num_particles=40000)
     exact = exact_elbo_terms(game, pols, 1)
     assert torch.allclose(terms["env"], torch.zeros(()), atol=1e-10)  # dynamics, s_0, a_{-i}: identical in p and q
-    for name in ("reward", "log_prior", "log_policy"):
+    for name in ("log_likelihood", "log_prior", "log_policy"):
         mc = terms[name][:, 0]
         assert abs(mc.mean() - exact[name]) < 4 * mc.std() / 200 + 1e-12, name
 

@@ -17,8 +17,8 @@ import torch
 from pgm_marl.config import TrainConfig
 from pgm_marl.inference.exact import exact_soft_q, soft_best_response
 from pgm_marl.models.tabular import TabularMarkovGame
-from pgm_marl.tabular_learning import (TabularActors, TabularCritics, collect, critic_q_tables, game_spec,
-                                       learned_policies, train_tabular)
+from tabular_learning import (TabularActors, TabularCritics, collect, critic_q_tables, game_spec, learned_policies,
+                              train_tabular)
 
 ALPHA, GAMMA = 0.3, 0.5
 

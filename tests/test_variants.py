@@ -122,7 +122,7 @@ def test_derive_variant_example_runs(tmp_path):
 def test_import_path_task_with_user_teams_and_env_kwargs_trains(tmp_path):
     torch.set_default_dtype(torch.float32)
     cfg = _tiny(tmp_path, task="mpe2.simple_spread_v3", env_kwargs="N=2,local_ratio=0.5",
-                teams="red=agent_0,blue=agent_1", algo="red=masac,blue=maddpg")
+                teams="red=agent_0,blue=agent_1", algo="red=masac,blue=maddpg", alpha=0.02)
     header = (train(cfg) / "metrics.csv").read_text().splitlines()[0]
     assert header == "episode,env_steps,wall_seconds,return/red,return/blue"
     with pytest.raises(ValueError, match="bad entry 'N'"):

@@ -78,7 +78,7 @@ class TaskSpec:
         for agent, act in zip(self.agents, self.action_spaces):
             if act.kind != "discrete":
                 raise TaskError(f"task {self.name!r}: agent {agent!r} has action space {act}; "
-                                "this learner accepts only Discrete actions (pass continuous_actions=False)")
+                                "this needs Discrete actions (pass continuous_actions=False)")
 
 
 def _one_team(agent: str) -> str:
@@ -155,8 +155,8 @@ def make_env(task: str, seed: Optional[int] = None, teams: Optional[Mapping[str,
              max_cycles: int = 25, **env_kwargs) -> Tuple[ParallelEnv, TaskSpec]:
     """Build a PettingZoo ``ParallelEnv`` and its :class:`TaskSpec`.
 
-    ``task`` is one of :data:`TASKS` (discrete actions, paper settings) or an import path
-    (``"mpe2.simple_push_v3"``, ``"module:callable"``); for import paths ``teams`` defaults
+    ``task`` is one of :data:`TASKS` (paper settings; discrete actions unless ``continuous_actions=True``) or an
+    import path (``"mpe2.simple_push_v3"``, ``"module:callable"``); for import paths ``teams`` defaults
     to one team per agent. ``env_kwargs`` override the constructor's defaults.
     If ``seed`` is given the env is reset once with ``reset(seed=seed)`` (ready to step;
     later ``reset()`` calls continue its RNG) and action spaces are seeded with ``seed + i``.

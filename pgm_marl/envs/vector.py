@@ -79,7 +79,7 @@ class StepResult(NamedTuple):
 
 
 class PettingZooVectorEnv:
-    """``num_envs`` copies of ``make_env(task, ...)`` stepped in a Python loop (discrete actions only)."""
+    """``num_envs`` copies of ``make_env(task, ...)`` stepped in a Python loop (Discrete and Box actions)."""
 
     backend = "pettingzoo"
 
@@ -90,7 +90,6 @@ class PettingZooVectorEnv:
         made = [make_env(task, teams=teams, max_cycles=max_cycles, **env_kwargs) for _ in range(num_envs)]
         self.envs = [env for env, _ in made]
         self.spec = made[0][1]
-        self.spec.require_discrete()
         self.num_envs, self.seed, self.device = num_envs, seed, torch.device(device)
         self._returns = ReturnAccumulator(self.spec, num_envs)
         self._seeded = False
@@ -135,13 +134,32 @@ class PettingZooVectorEnv:
         self._returns.reset()
         return self._tensors(bufs)
 
-    def step(self, actions: torch.Tensor) -> StepResult:
+    def _env_actions(self, actions) -> List[np.ndarray]:
+        """Per-agent NumPy actions ``[K, ...]`` from LongTensor ``[K, n_agents]`` (all Discrete) or a list of
+        per-agent tensors (``[K]`` indices for Discrete agents, ``[K, d]`` for Box agents, reshaped to the Box)."""
+        K, n = self.num_envs, self.n_agents
+        if torch.is_tensor(actions) or isinstance(actions, np.ndarray):
+            acts = torch.as_tensor(actions).detach().cpu().numpy()
+            if acts.shape != (K, n) or any(a.kind != "discrete" for a in self.spec.action_spaces):
+                raise ValueError(f"actions must have shape [{K}, {n}] (all agents Discrete) or be a list of "
+                                 f"per-agent tensors, got shape {acts.shape}")
+            return [acts[:, i] for i in range(n)]
+        if len(actions) != n:
+            raise ValueError(f"actions must be {n} per-agent tensors, got {len(actions)}")
+        out = []
+        for space, a in zip(self.spec.action_spaces, actions):
+            a = torch.as_tensor(a).detach().cpu().numpy()
+            shape = (K,) if space.kind == "discrete" else (K, *space.shape)
+            if a.size != int(np.prod(shape)):
+                raise ValueError(f"actions for {space} must have shape {list(shape)}, got {list(a.shape)}")
+            out.append(a.reshape(shape).astype(np.int64 if space.kind == "discrete" else np.float32))
+        return out
+
+    def step(self, actions) -> StepResult:
         """Step every copy with ``actions: LongTensor [K, n_agents]``; auto-reset finished copies."""
         if not self._seeded:
             raise RuntimeError("call reset() before step()")
-        acts = torch.as_tensor(actions).detach().cpu().numpy()
-        if acts.shape != (self.num_envs, self.n_agents):
-            raise ValueError(f"actions must have shape [{self.num_envs}, {self.n_agents}], got {acts.shape}")
+        acts = self._env_actions(actions)
         K, agents = self.num_envs, self.spec.agents
         next_bufs = self._empty()
         reward = np.zeros((K, self.n_agents), dtype=np.float32)
@@ -150,7 +168,8 @@ class PettingZooVectorEnv:
         reset_obs = {}
         for k, env in enumerate(self.envs):
             live = set(env.agents)
-            o, r, te, tr, _ = env.step({a: int(acts[k, i]) for i, a in enumerate(agents) if a in live})
+            o, r, te, tr, _ = env.step({a: acts[i][k] if acts[i].ndim > 1 else int(acts[i][k])
+                                        for i, a in enumerate(agents) if a in live})
             self._write(next_bufs, k, o)
             reward[k] = [r.get(a, 0.0) for a in agents]
             term[k] = bool(te) and all(te.values())

@@ -7,9 +7,9 @@ from .exact import (exact_elbo, exact_elbo_terms, exact_soft_q, exact_soft_value
 from .masac import MASACLoss
 from .reinforce import reinforce_surrogate
 from .soft_bellman import critic_regression_loss, soft_bellman_target
-from .variants import PAPER_ALPHA, PRESETS, Algorithm, register
+from .variants import PAPER_ALPHA, PRESETS, Algorithm, register, temperatures
 
 __all__ = ["elbo_estimate", "elbo_loss", "elbo_particles", "temperature", "exact_elbo", "exact_elbo_terms",
            "exact_soft_q", "exact_soft_value", "soft_best_response", "state_marginals", "actor_terms",
            "exact_actor_terms", "MASACLoss", "reinforce_surrogate", "soft_bellman_target",
-           "critic_regression_loss", "Algorithm", "PRESETS", "PAPER_ALPHA", "register"]
+           "critic_regression_loss", "Algorithm", "PRESETS", "PAPER_ALPHA", "register", "temperatures"]

@@ -2,8 +2,10 @@ r"""ELBO_i of eq. 5, built by Pyro from the per-agent model and the factorized g
 
 .. math::
 
-    \mathrm{ELBO}_i(\theta_i) = \mathbb E_{\tau \sim q_{\theta_i}}\Big[\sum_t \underbrace{r_i(s_t, a_t)/\alpha}_{\text{reward}}
-        + \underbrace{\log p(a_i^t)}_{\text{log\_prior}} - \underbrace{\log \pi_i(a_i^t \mid s_t)}_{\text{log\_policy}}\Big]
+    \mathrm{ELBO}_i(\theta_i) = \mathbb E_{\tau \sim q_{\theta_i}}\Big[\sum_t
+        \underbrace{\log p(o_i^t = 1 \mid s_t, a_t)}_{\text{log\_likelihood}\ =\ r_i(s_t, a_t)/\alpha}
+        + \underbrace{\log p(a_i^t)}_{\text{log\_prior}}
+        - \underbrace{\log \pi_i(a_i^t \mid s_t)}_{\text{log\_policy}}\Big]
 
 The remaining factors (initial state, dynamics, other agents' actions) are identical in model and guide and
 cancel; they are returned as ``env`` so a test can see that they do. Everything is read off Pyro traces
@@ -13,6 +15,12 @@ cancel; they are returned as ``env`` so a test can see that they do. Everything 
 of every action site (prior and policy) by ``alpha >= 0``, so that with likelihood ``exp(Q)`` the ELBO becomes
 ``E[Q + alpha log p(a_i) - alpha log pi_i(a_i)] = alpha * ELBO(likelihood exp(Q / alpha))`` and ``alpha = 0``
 is the MADDPG limit rather than a division by zero.
+
+Two scales of one ELBO: tempering the likelihood (``agent_model(alpha=...)``, eq. 3) gives ELBO_i itself, its
+``log_likelihood`` being ``sum_t r_i / alpha`` (reinforce-elbo, the exact checks); tempering the action sites
+gives ``alpha * ELBO_i`` with ``log_likelihood = Q_i`` and ``alpha``-scaled action terms (MA-SAC's actor step,
+whose :func:`~pgm_marl.inference.actor.actor_terms` names its terms by what they hold on that scale). The
+temperature itself is resolved once per run (:func:`~pgm_marl.inference.variants.temperatures`).
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "traces", "own_action_mask",
+__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "traces", "site_terms", "TERM_SIGNS",
            "MAX_PLATE_NESTING"]
 
 #: ego plate (dim -1) and an optional data plate (dim -2); particles go to dim -3.
@@ -80,16 +88,41 @@ def traces(model, guide, *args, num_particles: int | None = None, **kwargs):
     return model_tr, guide_tr
 
 
-def own_action_mask(site) -> torch.Tensor:
-    """Mask (over the ego dim) of the entries where this action site is the ego's own action."""
-    return (site["infer"]["egos"] == site["infer"]["agent"]).to(site["log_prob"].dtype)
+#: how each named term enters eq. 5: ``ELBO = log_likelihood + log_prior - log_policy + env``
+TERM_SIGNS = {"log_likelihood": 1.0, "log_prior": 1.0, "log_policy": -1.0, "env": 1.0}
+
+
+def site_terms(model_trace, guide_trace):
+    """Every sample site of both traces as a named term of eq. 5: yields ``(name, t, log_prob)``.
+
+    ``log_likelihood``: the optimality sites (model); ``log_prior`` / ``log_policy``: the ego's own action in
+    the model / the guide (masked over the ego dim); ``env``: everything else, signed (+ model, - guide): the
+    initial state, dynamics and the other agents' actions, identical in model and guide, so it cancels. The
+    ELBO is ``sum(TERM_SIGNS[name] * log_prob)``; ``t`` is the site's time step.
+    """
+    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            lp, info = site["log_prob"], site["infer"]
+            kind, t = info.get("kind"), info.get("t")
+            if kind == "optimality":
+                yield "log_likelihood", t, lp
+            elif kind == "action":  # the ego's own action: prior (model) or policy (guide); the rest cancels
+                own = (info["egos"] == info["agent"]).to(lp.dtype)
+                yield ("log_prior" if sign > 0 else "log_policy"), t, lp * own
+                yield "env", t, sign * (lp * (1 - own))
+            else:
+                yield "env", t, sign * lp
 
 
 def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwargs) -> dict[str, torch.Tensor]:
-    """Eq. 5 per particle and per ego, split into named terms read from the traces.
+    """Eq. 5 per particle and per ego, split into the named terms of :func:`site_terms`.
 
-    Returns ``elbo, reward, log_prior, log_policy, env`` with ``elbo = reward + log_prior - log_policy + env``,
-    each of shape ``[num_particles, n_ego]`` (``[n_ego]`` without particles); data plates are summed.
+    Returns ``elbo, log_likelihood, log_prior, log_policy, env`` with ``elbo = log_likelihood + log_prior -
+    log_policy + env``, each of shape ``[num_particles, n_ego]`` (``[n_ego]`` without particles); data plates
+    are summed. Each holds the traced log-densities, so under :class:`temperature` the action terms hold
+    ``alpha`` times theirs.
     """
     model_tr, guide_tr = traces(model, guide, *args, num_particles=num_particles, **kwargs)
     dims = MAX_PLATE_NESTING + (0 if num_particles is None else 1)
@@ -97,22 +130,10 @@ def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwar
     def reduce(x):  # [(P,) data, ego] -> [(P,) ego]: left-pad the plate dims, sum the data plate
         return x.reshape((1,) * (dims - x.dim()) + tuple(x.shape)).sum(-2)
 
-    terms = {k: 0.0 for k in ("reward", "log_prior", "log_policy", "env")}
-    for sign, trace in ((1.0, model_tr), (-1.0, guide_tr)):
-        for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            lp, kind = site["log_prob"], site["infer"].get("kind")
-            if kind == "optimality":
-                terms["reward"] = terms["reward"] + reduce(lp)
-            elif kind == "action":  # the ego's own action: prior (model) or policy (guide); the rest cancels
-                own = own_action_mask(site)
-                name = "log_prior" if sign > 0 else "log_policy"
-                terms[name] = terms[name] + reduce(lp * own)
-                terms["env"] = terms["env"] + sign * reduce(lp * (1 - own))
-            else:
-                terms["env"] = terms["env"] + sign * reduce(lp)
-    terms["elbo"] = terms["reward"] + terms["log_prior"] - terms["log_policy"] + terms["env"]
+    terms = {k: 0.0 for k in TERM_SIGNS}
+    for name, _, lp in site_terms(model_tr, guide_tr):
+        terms[name] = terms[name] + reduce(lp)
+    terms["elbo"] = sum(sign * terms[name] for name, sign in TERM_SIGNS.items())
     shape = torch.broadcast_shapes(*(torch.as_tensor(v).shape for v in terms.values()))
     return {k: torch.as_tensor(v).expand(shape) for k, v in terms.items()}
 

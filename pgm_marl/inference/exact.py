@@ -66,11 +66,12 @@ def state_marginals(game, policies):
 def exact_elbo_terms(game, policies, agent, alpha=1.0):
     """Named terms of agent ``i``'s ELBO (Eq. 5, keeping the uniform prior):
 
-    * ``reward`` = ``E_q[sum_t r_i(s_t, a_t)] / alpha`` (log-likelihood of ``o_i = 1``, Eq. 3),
+    * ``log_likelihood`` = ``E_q[sum_t r_i(s_t, a_t)] / alpha`` (log-likelihood of ``o_i = 1``, Eq. 3),
     * ``log_prior`` = ``H log(1 / A_i)`` (uniform action prior ``p(a_i)``),
     * ``log_policy`` = ``E_q[sum_t log pi_i(a_i^t | s_t)]`` (minus the summed entropy),
 
-    so that ``ELBO_i = reward + log_prior - log_policy``.
+    so that ``ELBO_i = log_likelihood + log_prior - log_policy`` (the names of
+    :func:`~pgm_marl.inference.elbo.elbo_particles`).
     """
     _check_agent(game, agent)
     _check_positive("alpha", alpha)
@@ -79,10 +80,10 @@ def exact_elbo_terms(game, policies, agent, alpha=1.0):
     joint = joint_policy_table(policies)
     S = game.n_states
     expected_reward = (joint * game.rewards[agent]).reshape(S, -1).sum(-1)  # E_{a~pi}[r_i(s, a)]
-    reward = (visits * expected_reward).sum() / alpha
+    log_likelihood = (visits * expected_reward).sum() / alpha
     log_policy = (visits * _neg_entropy(policies[agent])).sum()
-    log_prior = torch.tensor(-game.horizon * math.log(game.action_sizes[agent]), dtype=reward.dtype)
-    return {"reward": reward, "log_prior": log_prior, "log_policy": log_policy}
+    log_prior = torch.tensor(-game.horizon * math.log(game.action_sizes[agent]), dtype=log_likelihood.dtype)
+    return {"log_likelihood": log_likelihood, "log_prior": log_prior, "log_policy": log_policy}
 
 
 def exact_elbo(game, policies, agent, alpha=1.0):
@@ -92,7 +93,7 @@ def exact_elbo(game, policies, agent, alpha=1.0):
     is kept), differentiable with respect to the policy tables.
     """
     terms = exact_elbo_terms(game, policies, agent, alpha)
-    return terms["reward"] + terms["log_prior"] - terms["log_policy"]
+    return terms["log_likelihood"] + terms["log_prior"] - terms["log_policy"]
 
 
 def _soft_q_and_value(game, policies, agent, gamma, alpha):

@@ -1,110 +1,110 @@
 r"""MA-SAC (Algorithm 1) and its variants as one loss object: named losses for critic, actor and temperature.
 
 Each agent ``i`` carries an :class:`~pgm_marl.inference.variants.Algorithm`; the losses branch only on its
-fields (temperature, resample, estimator), so mixed teams (Figure 2c-d) train side by side in one batch.
+fields (temperature, resample, estimator), so mixed teams (Figure 2c-d) train side by side in one batch. What
+an action is (discrete or a box) is the business of the agents' action spaces
+(:class:`~pgm_marl.models.actions.ActionSpaces`) only.
 
 * critic (eq. 7-8): regression of both twins to ``r_i + gamma (min twin target Q_i(s', a') - alpha_i log
-  pi_i(a'_i | o'_i))`` with ``a'`` sampled from the *target* policies of all agents (Gumbel-softmax);
+  pi_i(a'_i | o'_i))`` with ``a'`` drawn exactly from the *target* policies of all agents;
 * actor (eq. 9): minus the tempered one-step ELBO of agent i's model, read off Pyro traces
   (:func:`~pgm_marl.inference.actor.actor_terms`), or its exact sum over a_i for ``estimator="exact"``;
 * temperature (``"learned"``): ``alpha_i (H(pi_i) - target)`` with ``log alpha_i`` trainable (Haarnoja 2018b).
 """
 from __future__ import annotations
 
-import math
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..models.distributions import action_distribution, harden
 from .actor import actor_terms, exact_actor_terms
 from .soft_bellman import critic_regression_loss, soft_bellman_target
 from .variants import Algorithm
 
-__all__ = ["MASACLoss", "one_hot_actions"]
-
-
-def one_hot_actions(actions: torch.Tensor, action_dims) -> list[torch.Tensor]:
-    """Integer actions ``[B, n]`` -> list of one-hot ``[B, A_j]`` (float)."""
-    return [nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_dims)]
+__all__ = ["MASACLoss"]
 
 
 class MASACLoss(nn.Module):
-    """Named losses of MA-SAC and its variants for all agents at once (one batched forward per network)."""
+    """Named losses of MA-SAC and its variants for all agents at once (one batched forward per network).
 
-    def __init__(self, actors, critic, target_actors, target_critic, algorithms: list[Algorithm], task: str,
-                 gamma: float, alpha: float | None = None):
+    ``alpha``: each agent's fixed (or initial, if learned) temperature, resolved once for the run
+    (:func:`~pgm_marl.inference.variants.temperatures`).
+    """
+
+    def __init__(self, actors, critic, target_actors, target_critic, algorithms: list[Algorithm], action_spaces,
+                 alpha: Sequence[float], gamma: float):
         super().__init__()
         self.actors, self.critic = actors, critic
         self.target_actors, self.target_critic = target_actors, target_critic
-        self.algorithms, self.gamma = list(algorithms), gamma
-        dims = actors.action_dims
-        init = torch.tensor([a.alpha(task, alpha) for a in algorithms])
+        self.algorithms, self.spaces, self.gamma = list(algorithms), action_spaces, gamma
+        init = torch.tensor([float(a) for a in alpha])
         learned = torch.tensor([a.temperature == "learned" for a in algorithms])
         self.register_buffer("learned", learned)
         self.log_alpha = nn.Parameter(init.clamp(min=1e-8).log())  # trained only where `learned`
         self.register_buffer("fixed_alpha", init)
         self.register_buffer("resample_all", torch.tensor([a.resample == "all" for a in algorithms]))
         self.register_buffer("exact", torch.tensor([a.estimator == "exact" for a in algorithms]))
-        self.register_buffer("target_entropy", torch.tensor([a.target_entropy * math.log(d) for a, d in
-                                                             zip(algorithms, dims)]))
+        self.register_buffer("target_entropy", torch.tensor([s.target_entropy(a.target_entropy) for a, s in
+                                                             zip(algorithms, action_spaces)]))
 
     def alpha(self) -> torch.Tensor:
         """Current temperatures ``[n]`` (learned ones detached: they are constants for actor and critic)."""
         return torch.where(self.learned, self.log_alpha.detach().exp(), self.fixed_alpha)
 
     def _sample(self, actors, state):
-        """Joint action ``[B, sum A]`` drawn exactly from ``actors`` (one-hot, Gumbel-max) and ``log pi_i(a_i)``
-        ``[n, B]``: eq. 7's a', and a_{-i} of the exact estimator. No gradient flows through these draws, so
-        no relaxation is needed, and the critic is queried at one-hot actions like those it is trained on."""
-        logits = actors(actors.observations(state))
-        ys, log_pis = [], []
-        for j, d in enumerate(actors.action_dims):
-            pi = action_distribution(logits[j, :, :d], "reparam", self.algorithms[j].relax)
-            y = harden(pi.rsample())
-            ys.append(y)
-            log_pis.append(pi.log_prob(y))
-        return torch.cat(ys, -1), torch.stack(log_pis)
+        """Joint action ``[B, sum size]`` drawn exactly from ``actors`` and ``log pi_i(a_i)`` ``[n, B]``: eq. 7's
+        a', and a_{-i} of the exact estimator. No gradient flows through these draws, so nothing is relaxed,
+        and the critic is queried at actions like those it is trained on."""
+        return self.spaces.sample(actors(actors.observations(state)))
 
     def critic_loss(self, batch) -> torch.Tensor:
-        """Eq. 8 with the target of eq. 7 (targets without gradient)."""
+        """Eq. 8 with the target of eq. 7 (target networks, without gradient)."""
         n = len(self.algorithms)
         with torch.no_grad():
             next_joint, next_log_pi = self._sample(self.target_actors, batch.next_state)
             next_q = self.target_critic.min(batch.next_state, next_joint.expand(n, *next_joint.shape))
             target = soft_bellman_target(batch.reward.T, next_q, next_log_pi, self.alpha().unsqueeze(-1),
                                          self.gamma, batch.terminated)
-        joint = torch.cat(one_hot_actions(batch.actions, self.actors.action_dims), -1)
+        joint = torch.cat(self.spaces.encode(batch.actions), -1)
         q1, q2 = self.critic(batch.state, joint.expand(n, *joint.shape))
         return critic_regression_loss(q1, q2, target)
 
     def actor_terms(self, batch) -> dict[str, torch.Tensor]:
-        """Eq. 9 per agent (``-elbo`` is agent i's actor loss), from Pyro; exact sum where the algorithm says."""
-        buffer_actions = one_hot_actions(batch.actions, self.actors.action_dims)
+        """Eq. 9 per agent (``-alpha_elbo`` is agent i's actor loss), from Pyro; exact sum where the algorithm
+        says (the Pyro path is skipped when every agent sums exactly)."""
+        buffer_actions = self.spaces.encode(batch.actions)
         alpha = self.alpha()
-        relax = [a.relax for a in self.algorithms]
-        terms = actor_terms(self.actors, self.critic, batch.state, buffer_actions, alpha, self.resample_all, relax)
+        terms = None
+        if not self.exact.all():
+            relax = [a.relax for a in self.algorithms]
+            terms = actor_terms(self.actors, self.critic, self.spaces, batch.state, buffer_actions, alpha,
+                                self.resample_all, relax)
         if self.exact.any():
             joint, _ = self._sample(self.actors, batch.state)
             joint = joint.detach().expand(len(self.algorithms), *joint.shape)
             if not self.resample_all.all():  # agents resampling only themselves see the buffer's a_{-i}
                 buf = torch.cat(buffer_actions, -1)
                 joint = torch.where(self.resample_all[:, None, None], joint, buf)
-            exact = exact_actor_terms(self.actors, self.critic, batch.state, joint, alpha)
-            terms = {k: torch.where(self.exact, exact[k], terms[k]) for k in ("reward", "log_policy", "elbo")}
+            exact = exact_actor_terms(self.actors, self.critic, self.spaces, batch.state, joint, alpha)
+            terms = exact if terms is None else {k: torch.where(self.exact, exact[k], v) for k, v in terms.items()}
         return terms
 
     def temperature_loss(self, batch) -> torch.Tensor:
-        """``sum_i alpha_i (H(pi_i) - target_i)`` over learned temperatures (entropy exact from the logits)."""
+        """``sum_i alpha_i (H(pi_i) - target_i)`` over learned temperatures (:meth:`ActionSpace.entropy`: exact
+        for discrete actions, a one-sample estimate for a box)."""
         with torch.no_grad():
-            log_pi = self.actors(self.actors.observations(batch.state)).log_softmax(-1)
-            entropy = -(log_pi.exp() * log_pi).sum(-1).mean(-1)
+            params = self.actors(self.actors.observations(batch.state))
+            entropy = torch.stack([space.entropy(self.spaces.own(params, j)).mean(-1) if learned else
+                                   params.new_zeros(()) for j, (space, learned) in
+                                   enumerate(zip(self.spaces, self.learned.tolist()))])
         return (self.learned * self.log_alpha.exp() * (entropy - self.target_entropy)).sum()
 
     def forward(self, batch) -> dict[str, torch.Tensor]:
         terms = self.actor_terms(batch)
-        out = {"loss/actor": -terms["elbo"].sum(), "loss/critic": self.critic_loss(batch),
-               "actor/expected_q": terms["reward"].detach(), "actor/alpha_log_pi": terms["log_policy"].detach()}
+        out = {"loss/actor": -terms["alpha_elbo"].sum(), "loss/critic": self.critic_loss(batch),
+               "actor/expected_q": terms["expected_q"].detach(),
+               "actor/alpha_log_pi": terms["alpha_log_policy"].detach()}
         if self.learned.any():
             out["loss/temperature"] = self.temperature_loss(batch)
         return out

@@ -12,51 +12,20 @@ guide's actions sampled from the policies (on-policy episodes), the gradient of 
 (costs before t do not depend on ``a_i^t``; the direct ``-\nabla \log \pi_i`` term has expectation 0 and is
 dropped). ``b_i^t`` is a leave-one-out baseline: the mean of ``G_i^t`` over the *other* samples of the batch,
 independent of the sample it corrects, so the estimate stays unbiased; with a single sample, a baseline given
-by the caller (e.g. a running mean over earlier batches, equally independent) is used instead. Every term is read off the Pyro traces
-of :func:`agent_model` / :func:`policy_guide`, grouped by each site's time step ``infer["t"]``.
+by the caller (e.g. a running mean over earlier batches, equally independent) is used instead. Every term is
+read off the Pyro traces of :func:`agent_model` / :func:`policy_guide` (:func:`~pgm_marl.inference.elbo.site_terms`,
+as the ELBO itself), grouped by each site's time step ``infer["t"]``; the episodes are an
+:class:`~pgm_marl.models.worlds.EpisodeWorld`.
 """
 from __future__ import annotations
 
-import contextlib
-
-import pyro
 import torch
 
 from ..models.agent_mdp import agent_model
-from ..models.distributions import Recorded, SimulatorStep
 from ..models.guide import policy_guide
-from .elbo import MAX_PLATE_NESTING, own_action_mask, traces
+from .elbo import MAX_PLATE_NESTING, TERM_SIGNS, site_terms, traces
 
-__all__ = ["EpisodeWorld", "reinforce_surrogate"]
-
-
-class EpisodeWorld:
-    """K recorded episodes of a simulator as agent i's world (states, one-hot actions, rewards per step).
-
-    ``states [T+1, K, D]``, ``actions`` list of one-hot ``[T, K, A_j]``, ``rewards [T, K, n]``. The dynamics
-    are :class:`SimulatorStep` point masses at the recorded next states (identical in model and guide).
-    """
-
-    def __init__(self, states, actions, rewards):
-        self.states, self.actions, self.rewards = states, actions, rewards
-        self.horizon, self.n_agents = rewards.shape[0], rewards.shape[-1]
-
-    @contextlib.contextmanager
-    def plate(self):
-        with pyro.plate("batch", self.states.shape[1], dim=-2):
-            yield
-
-    def initial(self):
-        return SimulatorStep(self.states[0].unsqueeze(-2))
-
-    def replayed(self, j, d, is_ego, t):
-        return Recorded(d, self.actions[j][t].unsqueeze(-2))
-
-    def log_likelihood(self, s, actions, egos, t):
-        return self.rewards[t][:, egos]  # [K, n_ego]
-
-    def transition(self, s, actions, t):
-        return SimulatorStep(self.states[t + 1].unsqueeze(-2))
+__all__ = ["reinforce_surrogate"]
 
 
 def _per_sample(log_prob: torch.Tensor, num_particles) -> torch.Tensor:
@@ -80,15 +49,13 @@ def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None
     horizon = world.horizon
     cost = [0.0] * horizon  # log p - log q of the sites of step t, [N, n_ego]
     score = [0.0] * horizon  # log pi_i(a_i^t | s_t) of the ego's own action (carries the gradient)
-    for sign, trace in ((1.0, model_tr), (-1.0, guide_tr)):
-        for site in trace.nodes.values():
-            if site["type"] != "sample" or "t" not in site["infer"]:
-                continue
-            t = min(site["infer"]["t"], horizon - 1)
-            lp = _per_sample(site["log_prob"], num_particles)
-            cost[t] = cost[t] + sign * lp.detach()
-            if sign < 0 and site["infer"]["kind"] == "action":
-                score[t] = score[t] + lp * own_action_mask(site)
+    for name, t, log_prob in site_terms(model_tr, guide_tr):
+        if t is None:  # not a site of the MDP (Pyro's plate bookkeeping): log-density 0
+            continue
+        lp = _per_sample(log_prob, num_particles)
+        cost[t] = cost[t] + TERM_SIGNS[name] * lp.detach()
+        if name == "log_policy":
+            score[t] = score[t] + lp
     togo = torch.stack(torch.broadcast_tensors(*cost)).flip(0).cumsum(0).flip(0)  # [T, N, n_ego]
     n = togo.shape[1]
     if baseline is None:

@@ -5,7 +5,8 @@ preset                    temperature  resample    estimator  critic   what chan
 ========================  ===========  ==========  =========  =======  ==========================================
 ``masac``                 paper alpha  all         reparam    yes      nothing: eq. 7-9 (Algorithm 1)
 ``maddpg``                0            self        reparam    yes      alpha = 0 drops the entropy terms; a_{-i}
-                                                                       from the buffer (guide = point mass on data)
+                                                                       from the buffer (guide = point mass on data);
+                                                                       box actions: deterministic policy + noise
 ``masac-auto``            learned      all         reparam    yes      alpha_i tuned toward a target entropy
 ``masac-exact``           paper alpha  all         exact      yes      E over a_i summed exactly, not sampled
 ``reinforce-elbo``        paper alpha  all         score      no       eq. 5 over whole episodes, score function
@@ -19,7 +20,7 @@ from typing import Mapping, Sequence
 
 from ..errors import UserError
 
-__all__ = ["Algorithm", "PRESETS", "PAPER_ALPHA", "register", "resolve", "parse_algo_spec"]
+__all__ = ["Algorithm", "PRESETS", "PAPER_ALPHA", "register", "resolve", "parse_algo_spec", "temperatures"]
 
 #: Section 5.2: temperature per task, found by grid search (shared by cooperating agents).
 PAPER_ALPHA = {
@@ -28,7 +29,6 @@ PAPER_ALPHA = {
     "predator_prey": 0.26,
     "physical_deception": 0.01,
 }
-DEFAULT_ALPHA = 0.02
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,16 @@ class Algorithm:
             ``"score"`` (score function / REINFORCE), or ``"exact"`` (sum over discrete a_i).
         critic: whether a learned Q_i stands in for the future (eq. 7-8); without it the trajectory ELBO of
             eq. 5 is optimised directly from on-policy episodes.
-        target_entropy: for ``temperature="learned"``: the target entropy as a fraction of log |A_i|.
-        relax: Gumbel-softmax temperature of the ``"reparam"`` estimator (1 in section 5.2). The relaxed
-            gradient is biased for discrete actions by O(relax); ``"exact"`` is unbiased.
+        target_entropy: for ``temperature="learned"`` and discrete actions: the target entropy as a fraction
+            of log |A_i|. (Box actions use Haarnoja et al. 2018b's -dim(A).)
+        relax: Gumbel-softmax temperature of the ``"reparam"`` estimator for discrete actions (1 in section
+            5.2). The relaxed gradient is biased for discrete actions by O(relax); ``"exact"`` is unbiased.
+        box_policy: the policy family for Box actions: ``"squashed_gaussian"`` (tanh of a Gaussian,
+            reparameterized) or ``"deterministic"`` (tanh of the mean, DDPG; a Box agent with it needs
+            temperature 0 and the reparam estimator).
+        exploration_noise: for a deterministic box policy: the standard deviation of the Gaussian noise added
+            at acting time, as a fraction of the box's half-width (0.1 as Lillicrap et al. 2016 and Fujimoto et
+            al. 2018 use for actions in [-1, 1]); the critic target uses the target policy's action, unsmoothed.
     """
 
     name: str
@@ -57,11 +64,14 @@ class Algorithm:
     critic: bool = True
     target_entropy: float = 0.5
     relax: float = 1.0
+    box_policy: str = "squashed_gaussian"
+    exploration_noise: float = 0.1
 
     def __post_init__(self):
         checks = {
             "resample": (self.resample, ("all", "self")),
             "estimator": (self.estimator, ("reparam", "score", "exact")),
+            "box_policy": (self.box_policy, ("squashed_gaussian", "deterministic")),
         }
         for field, (value, accepted) in checks.items():
             if value not in accepted:
@@ -71,18 +81,14 @@ class Algorithm:
             raise ValueError(f"temperature={t!r} is not valid; accepted: 'paper', 'learned' or a number >= 0")
         if not self.relax > 0:
             raise ValueError(f"relax={self.relax!r} is not valid; accepted: a number > 0")
+        if not self.exploration_noise >= 0:
+            raise ValueError(f"exploration_noise={self.exploration_noise!r} is not valid; accepted: a number >= 0")
         if not self.critic and self.estimator != "score":
             raise ValueError(f"critic=False needs estimator='score' (got {self.estimator!r}): "
                              "without a critic the simulator is not differentiable")
         if self.critic and self.estimator == "score":
             raise ValueError("estimator='score' with a critic is not implemented; accepted with critic=True: "
                              "'reparam', 'exact'")
-
-    def alpha(self, task: str, override: float | None = None) -> float:
-        """Initial/fixed temperature for ``task``."""
-        if isinstance(self.temperature, (int, float)):
-            return float(self.temperature)
-        return float(override) if override is not None else PAPER_ALPHA.get(task, DEFAULT_ALPHA)
 
     def differences(self, other: "Algorithm") -> set[str]:
         """Names of the fields (other than ``name``) in which two algorithms differ."""
@@ -93,17 +99,46 @@ class Algorithm:
 MASAC = Algorithm("masac")
 PRESETS: dict[str, Algorithm] = {
     "masac": MASAC,
-    "maddpg": dataclasses.replace(MASAC, name="maddpg", temperature=0.0, resample="self"),
+    "maddpg": dataclasses.replace(MASAC, name="maddpg", temperature=0.0, resample="self",
+                                  box_policy="deterministic"),
     "masac-auto": dataclasses.replace(MASAC, name="masac-auto", temperature="learned"),
     "masac-exact": dataclasses.replace(MASAC, name="masac-exact", estimator="exact"),
     "reinforce-elbo": dataclasses.replace(MASAC, name="reinforce-elbo", estimator="score", critic=False),
 }
 
 
-def register(algorithm: Algorithm) -> Algorithm:
-    """Make a user-defined preset available by name (``pgm-marl train --algo NAME`` in the same process)."""
+def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
+    """Make a user-defined preset available by name (``pgm-marl train --algo NAME`` in the same process).
+
+    A name already taken is refused unless ``replace=True`` (registering the very same preset again is a no-op).
+    """
+    old = PRESETS.get(algorithm.name)
+    if old is not None and old != algorithm and not replace:
+        raise ValueError(f"an algorithm named {algorithm.name!r} is already registered ({old}); accepted: a new "
+                         "name, or register(..., replace=True)")
     PRESETS[algorithm.name] = algorithm
     return algorithm
+
+
+def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None = None) -> list[float]:
+    """Each agent's fixed (or, for ``"learned"``, initial) temperature: the one place it is resolved.
+
+    A number in the preset wins; otherwise ``alpha`` (``--alpha``), else the task's value from section 5.2.
+    A task the paper does not tune (an import path) has none: ``--alpha`` is then required, not guessed.
+    """
+    out = []
+    for a in algorithms:
+        if isinstance(a.temperature, (int, float)):
+            out.append(float(a.temperature))
+        elif alpha is not None:
+            out.append(float(alpha))
+        elif task in PAPER_ALPHA:
+            out.append(PAPER_ALPHA[task])
+        else:
+            raise UserError(f"task {task!r} has no temperature in the paper (section 5.2 tunes "
+                            f"{', '.join(f'{k} {v}' for k, v in PAPER_ALPHA.items())}) and {a.name} needs one; "
+                            "accepted: --alpha VALUE (e.g. --alpha 0.02)")
+    return out
 
 
 def resolve(name: str | Algorithm) -> Algorithm:

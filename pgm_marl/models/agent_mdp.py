@@ -22,11 +22,12 @@ side under ``pyro.plate("ego", dim=-1)``. They are independent models; batching 
 critic matmul for all agents in MA-SAC). Agent ``j``'s action site then has one value per ego, distributed as
 the uniform prior where ``ego == j`` and as ``pi_j`` elsewhere.
 
-A *world* supplies the game (duck-typed; see :mod:`pgm_marl.models.worlds`): ``n_agents``, ``horizon``,
-``plate()`` (data plate or a null context), ``initial()``, optionally ``replayed(j, dist, is_ego, t)`` (pin
-some actions to recorded data), ``log_likelihood(s, actions, egos, t)`` (``r_e(s, a)``
-for each ego, or a critic standing in for the future) and ``transition(s, actions, t)``. *Policies* supply
-``logits(j, s)``: agent j's action logits at state ``s``.
+A *world* supplies the game (the :class:`~pgm_marl.models.worlds.World` protocol): ``n_agents``, ``horizon``,
+``plate()``, ``initial()``, ``replayed(j, dist, is_ego, t)`` (pin some actions to recorded data),
+``log_likelihood(s, actions, egos, t)`` (``r_e(s, a)`` for each ego, or a critic standing in for the future)
+and ``transition(s, actions, t)``. *Policies* (:class:`~pgm_marl.models.worlds.Policies`) supply
+``params(j, s)``, agent j's policy parameters at state ``s``, and ``action_spaces``: what an action is (its
+prior, its policy, :mod:`pgm_marl.models.actions`) is decided there, never here.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Callable, Sequence
 import pyro
 import torch
 
-from .distributions import Optimality, action_distribution
+from .distributions import Optimality
 
 __all__ = ["agent_model", "ego_indices", "unroll", "per_agent"]
 
@@ -57,8 +58,9 @@ def ego_indices(agent: int | Sequence[int] | None, n_agents: int) -> torch.Tenso
 def unroll(world, policies, egos: torch.Tensor, action_dist: Callable, optimality: bool) -> None:
     """The structure shared by model and guide: states, every agent's actions, optimality, dynamics.
 
-    ``action_dist(j, logits, is_ego)`` returns agent j's action distribution given its policy logits at the
-    current state and the boolean mask ``is_ego`` (shape ``[n_ego, 1]``) of the egos for which j is the ego.
+    ``action_dist(j, space, params, is_ego)`` returns agent j's action distribution given its action space,
+    its policy parameters at the current state and the boolean mask ``is_ego`` (shape ``[n_ego, 1]``) of the
+    egos for which j is the ego.
     """
     n = world.n_agents
     with world.plate():
@@ -67,14 +69,11 @@ def unroll(world, policies, egos: torch.Tensor, action_dist: Callable, optimalit
             for t in range(world.horizon):
                 actions = []
                 for j in range(n):
-                    logits = policies.logits(j, s)
                     is_ego = (egos == j).unsqueeze(-1)
-                    site = f"a_{j}_{t}"
                     info = {"kind": "action", "agent": j, "t": t, "egos": egos}
-                    d = action_dist(j, logits, is_ego)
-                    if hasattr(world, "replayed"):  # e.g. MADDPG: a_{-i} from the replay buffer, not resampled
-                        d = world.replayed(j, d, is_ego, t)
-                    actions.append(pyro.sample(site, d, infer=info))
+                    d = action_dist(j, policies.action_spaces[j], policies.params(j, s), is_ego)
+                    d = world.replayed(j, d, is_ego, t)  # e.g. MADDPG: a_{-i} from the replay buffer
+                    actions.append(pyro.sample(f"a_{j}_{t}", d, infer=info))
                 if optimality:
                     ll = world.log_likelihood(s, actions, egos, t)  # r_e(s_t, a_t), [..., n_ego]
                     pyro.sample(f"o_{t}", optimality(ll), obs=torch.ones_like(ll),
@@ -90,16 +89,16 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
     ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; a number or one per
     ego; must be > 0 here:
     the temperature-0 limit is reached with :func:`pgm_marl.inference.temperature` instead). ``estimator``
-    picks the action family (``"reparam"`` relaxed one-hot or ``"score"`` one-hot categorical) so that the
-    prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of ``"reparam"`` (a
-    number, or one per agent). ``hard_others`` only matters to the guide (the model replays its values).
+    picks the gradient estimator (``"reparam"``: pathwise, a relaxed one-hot for discrete actions; ``"score"``)
+    so that the prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of
+    discrete ``"reparam"`` sites (a number, or one per agent). ``hard_others`` only matters to the guide (the
+    model replays its values).
     """
     if not bool(torch.all(torch.as_tensor(alpha) > 0)):
         raise ValueError(f"alpha={alpha!r} is not valid in eq. 3; accepted: alpha > 0 (use the temperature handler for 0)")
     egos = ego_indices(agent, world.n_agents)
 
-    def prior_or_other(j, logits, is_ego):  # uniform prior for the ego's own action, pi_j (fixed) otherwise
-        logits = torch.where(is_ego, torch.zeros_like(logits), logits.detach())
-        return action_distribution(logits, estimator, per_agent(relax, j))
+    def prior_or_other(j, space, params, is_ego):  # uniform prior for the ego's own action, pi_j (fixed) otherwise
+        return space.prior_site(params.detach(), is_ego, estimator, per_agent(relax, j))
 
     unroll(world, policies, egos, prior_or_other, lambda ll: Optimality(ll / alpha))

@@ -3,6 +3,8 @@
 * :class:`GumbelSoftmaxPolicy` -- a reparameterizable relaxed one-hot action (Jang et al., 2017; section 5.2)
   whose log-density is the categorical log-probability extended linearly to the simplex.
 * :class:`Optimality` -- the optimality variable of eq. 3, ``p(o = 1 | s, a) = exp(l)``.
+* :class:`PartlyHard`, :class:`Replayed`, :class:`Recorded` -- the guide's exact draws of the other agents'
+  actions, buffer actions (MADDPG) and recorded on-policy actions, around any action distribution.
 * :class:`SimulatorStep` -- a black-box dynamics factor (an MPE simulator step): identical in model and guide,
   so it cancels in the ELBO (point (i) after eq. 4) and is given log-density 0.
 """
@@ -184,6 +186,7 @@ class Replayed(TorchDistribution):
 
     def __init__(self, base, value: torch.Tensor, mask: torch.Tensor, validate_args=None):
         self.base, self.value, self.mask = base, value, mask
+        self._drawn = None  # (returned sample, base sample): log_prob of the former reads the latter
         batch = torch.broadcast_shapes(base.batch_shape, value.shape[:-1], mask.shape)
         super().__init__(batch, base.event_shape, validate_args=False)
 
@@ -201,13 +204,20 @@ class Replayed(TorchDistribution):
     def _pick(self, x):
         return torch.where(self.mask.unsqueeze(-1), self.value, x)
 
+    def _draw(self, x):
+        picked = self._pick(x)
+        self._drawn = (picked, x)
+        return picked
+
     def rsample(self, sample_shape=torch.Size()):
-        return self._pick(self.base.rsample(sample_shape))
+        return self._draw(self.base.rsample(sample_shape))
 
     def sample(self, sample_shape=torch.Size()):
-        return self._pick(self.base.sample(sample_shape))
+        return self._draw(self.base.sample(sample_shape))
 
     def log_prob(self, value):
+        if self._drawn is not None and value is self._drawn[0]:  # own draw: base's density at its own sample
+            value = self._drawn[1]  # (equal where not masked; keeps a squashed sample's pre-image)
         return torch.where(self.mask, torch.zeros((), dtype=value.dtype), self.base.log_prob(value))
 
 

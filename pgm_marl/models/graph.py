@@ -19,9 +19,10 @@ The edge ``u -> v`` means "u is an argument of v's factor". It is found in two s
    perturbations) while holding all other values fixed leaves :math:`\log p(v \mid \cdot)` unchanged, i.e.
    ``v``'s factor does not depend on ``u``. This removes ``s^{(t)} \to a_i^{(t)}`` and nothing else.
 
-A simulator (:class:`~pgm_marl.models.worlds.SimulatorWorld`) is a black box to provenance; its outputs are
-attributed to all of its inputs ``(s^{(t)}, a^{(t)})``, as provenance does for any op. Its cached steps make
-interventions on its inputs invisible, so there only edges into action sites are tested.
+A simulator (a world with ``black_box = True``, e.g. :class:`~pgm_marl.models.worlds.SimulatorWorld`) is a
+black box to provenance; its outputs are attributed to all of its inputs ``(s^{(t)}, a^{(t)})``, as provenance
+does for any op. Its cached steps make interventions on its inputs invisible, so there only edges into action
+sites are tested.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from pyro.poutine.runtime import NonlocalExit
 from .agent_mdp import agent_model, ego_indices
 from .distributions import SimulatorStep
 from .guide import policy_guide
-from .worlds import SimulatorWorld
 
 __all__ = ["model_graph", "guide_graph", "draw_model_graph"]
 
@@ -111,7 +111,7 @@ def _graph(fn, world, policies, agent: int, refine: bool, kwargs) -> nx.DiGraph:
     if not isinstance(agent, int):
         raise ValueError(f"agent={agent!r}: the graph is agent i's model; accepted: an int in 0..{world.n_agents - 1}")
     ego_indices(agent, world.n_agents)  # validates the index
-    opaque = isinstance(world, SimulatorWorld)
+    opaque = world.black_box
     world = _BlackBox(world) if opaque else world
     args = (world, policies)
     kwargs = {"agent": agent, **kwargs}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from .agent_mdp import ego_indices, per_agent, unroll
-from .distributions import PartlyHard, action_distribution
 
 __all__ = ["policy_guide"]
 
@@ -24,15 +23,13 @@ def policy_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str
     """Eq. 4: every agent acts from its own policy; only the ego's parameters receive gradients.
 
     ``alpha`` is accepted (and ignored) so that model and guide take the same arguments, as Pyro requires.
-    ``hard_others`` (``"reparam"`` only): draw the other agents' actions exactly (Gumbel-max of the relaxed
+    ``hard_others``: draw the other agents' actions exactly (discrete actions: the Gumbel-max of the relaxed
     sample) rather than relaxed; they carry no gradient in ELBO_i, so only a_i needs the relaxation.
     """
     egos = ego_indices(agent, world.n_agents)
 
-    def policy(j, logits, is_ego):  # pi_j for every ego; gradient to theta_j only in agent j's own ELBO
-        d = action_distribution(torch.where(is_ego, logits, logits.detach()), estimator, per_agent(relax, j))
-        if estimator == "reparam" and hard_others:  # a_{-i} are constants in ELBO_i: exact (Gumbel-max) draws
-            d = PartlyHard(d, ~is_ego.squeeze(-1))
-        return d
+    def policy(j, space, params, is_ego):  # pi_j for every ego; gradient to theta_j only in agent j's own ELBO
+        hard = ~is_ego.squeeze(-1) if hard_others else None  # a_{-i} are constants in ELBO_i: exact draws
+        return space.policy_site(torch.where(is_ego, params, params.detach()), estimator, per_agent(relax, j), hard)
 
     unroll(world, policies, egos, policy, optimality=None)
