@@ -32,8 +32,11 @@ fig2() {  # $1 = seeds
 
 temperature() {  # section 5.4: alpha 0 with every agent resampled is MA-SAC's own zero-temperature limit;
   # alpha 0.02 (the paper's value, the default) is Figure 2's cooperative navigation MA-SAC, seeds 0-2
-  $PGM sweep --out "$OUT/temperature" "${COMMON[@]}" --seed 0-2 --task cooperative_navigation --algo masac \
-    --alpha 0 --alpha 0.005 --alpha 0.01 --alpha 0.05 --alpha 0.1 --alpha 0.26 || status=1
+  # (seed 0 of every alpha first: a whole curve early; then seeds 1-2; the same folders either way)
+  for seeds in 0 0-2; do
+    $PGM sweep --out "$OUT/temperature" "${COMMON[@]}" --seed "$seeds" --task cooperative_navigation --algo masac \
+      --alpha 0 --alpha 0.005 --alpha 0.01 --alpha 0.05 --alpha 0.1 --alpha 0.26 || status=1
+  done
 }
 
 continuous() {  # continuous actions (Box, squashed Gaussian policies), cooperative navigation, 3 seeds

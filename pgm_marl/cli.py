@@ -127,6 +127,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
     restore(ckpt_path, "counters", check_counters, ckpt["counters"])
     _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
+    from .inference.variants import PAPER_ALPHA
+
+    if cfg.alpha is None and cfg.task not in PAPER_ALPHA:
+        # an import-path run from before --alpha was required for such tasks (it trained with 0.02): evaluation
+        # acts with the deterministic policies only and the checkpoint restores every temperature, so the value
+        # here only lets the learner be built
+        cfg = dataclasses.replace(cfg, alpha=0.02)
     learner = make_learner(spec, cfg)
     restore(ckpt_path, "learner", learner.load_state_dict, ckpt["learner"])
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed

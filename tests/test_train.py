@@ -5,6 +5,7 @@ one SGD step per update, the library's replay memory) so that it does not depend
 the resume test also runs with the real learner, and continuous actions train end to end on both backends.
 """
 import csv
+import json
 
 import pytest
 import torch
@@ -192,3 +193,17 @@ def test_continuous_actions_train_end_to_end(tmp_path, backend, algo):
     assert len(rows(run)) == 2
     with pytest.raises(ValueError, match="masac-exact.*Box.*finite set of actions"):
         train(TrainConfig(**{**cfg.to_dict(), "algo": "masac-exact", "out": str(tmp_path / "exact")}))
+
+
+def test_evaluate_an_import_path_run_saved_without_alpha(tmp_path, capsys):
+    """Runs of import-path tasks from before --alpha was required have alpha none in config.json; they still
+    evaluate (the checkpoint restores the temperatures), while training such a task without --alpha is refused."""
+    out = tmp_path / "push"
+    small = {**TINY, "task": "mpe2.simple_push_v3", "backend": "pettingzoo", "episodes": 2, "num_envs": 1}
+    with pytest.raises(ValueError, match="--alpha"):
+        train(TrainConfig(**small, out=str(out)))
+    train(TrainConfig(**small, alpha=0.05, out=str(out)))
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "alpha": None}))
+    assert cli.main(["evaluate", str(out), "--episodes", "2"]) == 0
+    assert "return/" in capsys.readouterr().out
