@@ -58,6 +58,15 @@ def _optional_int(text: str) -> Optional[int]:
     return None if text.lower() in ("none", "auto") else int(text)
 
 
+_OPTIONAL_TYPES = {Optional[float]: _optional_float, Optional[str]: _optional_str, Optional[int]: _optional_int}
+_OPTIONAL_METAVARS = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none", Optional[int]: "INT|none"}
+
+
+def flag_type(kind):
+    """The argparse ``type`` of a TrainConfig field's type hint (``Optional[X]`` also reads none)."""
+    return _OPTIONAL_TYPES.get(kind, kind)
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per TrainConfig field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(TrainConfig)
@@ -68,12 +77,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:
-            conv = {Optional[float]: _optional_float, Optional[str]: _optional_str,
-                    Optional[int]: _optional_int}.get(kind, kind)
-            metavar = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none",
-                       Optional[int]: "INT|none"}.get(kind, f.name.upper())
-            parser.add_argument(flag, dest=f.name, type=conv, default=argparse.SUPPRESS,
-                                metavar=metavar, help=help_text)
+            parser.add_argument(flag, dest=f.name, type=flag_type(kind), default=argparse.SUPPRESS,
+                                metavar=_OPTIONAL_METAVARS.get(kind, f.name.upper()), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -336,7 +336,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
             sw.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                             help=help_text + "; applies to all runs")
             continue
-        conv = {Optional[float]: cli._optional_float, Optional[str]: cli._optional_str}.get(kind, kind)
+        conv = cli.flag_type(kind)
         if f.name == "seed":
             conv, help_text = parse_seeds, help_text + "; 'A-B' is the range A..B"
         sw.add_argument(flag, dest=f.name, type=conv, action="append", default=argparse.SUPPRESS,

@@ -37,12 +37,7 @@ from pgm_marl.replay import Batch
 NODES, WEIGHTS = np.polynomial.hermite.hermgauss(80)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def gauss_expect(f, mean, std):

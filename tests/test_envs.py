@@ -4,7 +4,7 @@ import pytest
 import torch
 from mpe2 import simple_adversary_v3, simple_push_v3, simple_speaker_listener_v4, simple_spread_v3, simple_tag_v3
 
-from pgm_marl.envs import TASKS, TaskError, VectorEnv, available_tasks, make_env, team_returns
+from pgm_marl.envs import TASKS, TaskError, VectorEnv, available_tasks, make_env, resolve_backend, team_returns
 
 # task -> (raw mpe2 constructor kwargs, agents, obs dims, action sizes, teams)
 EXPECTED = {
@@ -198,3 +198,14 @@ def test_backend_choice():
         VectorEnv("mpe2.simple_push_v3", backend="torch")
     with pytest.raises(TaskError, match="unknown backend 'jax'; accepted: auto, torch, pettingzoo"):
         VectorEnv("cooperative_navigation", backend="jax")
+
+
+def test_auto_backend_falls_back_to_pettingzoo_for_options_the_torch_port_lacks():
+    """mpe2 options the torch port only has at their defaults (curriculum, partial observability) are run by mpe2
+    itself under ``auto``; an explicit ``backend="torch"`` still refuses them."""
+    assert resolve_backend("predator_prey", "auto", {"curriculum": True}) == "pettingzoo"
+    assert resolve_backend("predator_prey", "auto", {"curriculum": False, "num_good": 2}) == "torch"
+    assert resolve_backend("cooperative_navigation", "auto", {"continuous_actions": True}) == "torch"
+    assert VectorEnv("physical_deception", num_envs=1, num_agent_neighbors=1).backend == "pettingzoo"
+    with pytest.raises(TaskError, match="curriculum=True is not supported"):
+        VectorEnv("predator_prey", backend="torch", curriculum=True)

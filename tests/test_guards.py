@@ -26,12 +26,7 @@ TINY = dict(task="cooperative_navigation", num_envs=1, episodes=4, hidden=8, bat
             buffer_size=200, eval_every=2, eval_episodes=2, checkpoint_every=2, progress=False, tensorboard=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def inject_env(monkeypatch, at_step, change, num_envs=1):

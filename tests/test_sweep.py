@@ -196,3 +196,11 @@ def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
     manifest = json.loads((out / "sweep.json").read_text())
     assert manifest["axes"]["algo"] == ["masac", "maddpg"] and manifest["axes"]["seed"] == [0, 1]
     assert manifest["fixed"]["episodes"] == 4 and len(manifest["runs"]) == 4
+
+
+def test_num_envs_is_a_grid_flag_like_any_optional_int():
+    """``num_envs`` is ``Optional[int]``: an int, or none / auto for the backend's default (as ``train``)."""
+    given = parse(["--num-envs", "4", "--num-envs", "auto"])
+    assert given["num_envs"] == [4, None]
+    points = expand_grid(given)
+    assert [p["num_envs"] for _, p in points] == [4, None]

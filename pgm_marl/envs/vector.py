@@ -3,7 +3,8 @@
 ``VectorEnv(task, num_envs, seed, backend=...)`` returns a :class:`PettingZooVectorEnv` (K PettingZoo parallel
 envs stepped in a Python loop; any task) or a :class:`~pgm_marl.envs.torch_mpe.TorchMPEVectorEnv` (the four
 paper tasks as batched tensor programs, checked step for step against mpe2). Both return the same
-:class:`StepResult`. ``backend="auto"`` picks torch for the four named tasks and PettingZoo otherwise.
+:class:`StepResult`. ``backend="auto"`` picks torch for the four named tasks (unless an option needs mpe2
+itself) and PettingZoo otherwise.
 
 Observations are a **list of per-agent tensors** ``obs[i]: [K, obs_dims[i]]`` in
 ``spec.agents`` order; sizes differ between agents (speaker 3, listener 11), so nothing
@@ -39,6 +40,9 @@ def resolve_backend(task: str, backend: str = "auto", env_kwargs: Dict | None = 
                else f"{', '.join(_PETTINGZOO_ONLY)} needs mpe2's own renderer")
         raise TaskError(f"backend 'torch' cannot run {task!r}: {why}; accepted: --backend pettingzoo or auto")
     if backend == "auto":
+        if torch_ok:  # options the torch port lacks (curriculum, partial observability): mpe2 runs them
+            from .torch_mpe.vector import unsupported_option
+            torch_ok = unsupported_option(task, env_kwargs or {}) is None
         return "torch" if torch_ok else "pettingzoo"
     return backend
 

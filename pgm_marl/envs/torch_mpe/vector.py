@@ -61,23 +61,29 @@ SCENARIOS = {
 _IGNORED = ("render_mode", "dynamic_rescaling", "benchmark_data")
 
 
+def unsupported_option(task: str, env_kwargs: Dict) -> Optional[str]:
+    """Why the torch MPE cannot run ``task`` with ``env_kwargs`` (one line), or None when it can."""
+    if task not in SCENARIOS:
+        return f"unknown task {task!r} for the torch MPE; accepted: {', '.join(TASKS)}"
+    _, supported, fixed = SCENARIOS[task]
+    for key, value in env_kwargs.items():
+        if key in fixed and value != fixed[key]:
+            return f"torch MPE {task!r}: {key}={value!r} is not supported (only {fixed[key]!r})"
+        if key not in supported and key not in fixed and key not in _IGNORED and key != "continuous_actions":
+            return (f"torch MPE {task!r}: unknown option {key!r}; accepted: "
+                    f"{', '.join(list(supported) + list(fixed) + list(_IGNORED) + ['continuous_actions'])}")
+    return None
+
+
 def make_world(task: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                **env_kwargs) -> MPEWorld:
     """The scenario object of ``task`` with ``make_env``'s defaults (``continuous_actions=False``)."""
-    if task not in SCENARIOS:
-        raise TaskError(f"unknown task {task!r} for the torch MPE; accepted: {', '.join(TASKS)}")
-    cls, supported, fixed = SCENARIOS[task]
+    why = unsupported_option(task, env_kwargs)
+    if why is not None:
+        raise TaskError(why)
+    cls, supported, _ = SCENARIOS[task]
     kwargs = {**_REGISTRY[task][1], "continuous_actions": False, **env_kwargs}
-    scen = {}
-    for key, value in kwargs.items():
-        if key in supported:
-            scen[key] = value
-        elif key in fixed:
-            if value != fixed[key]:
-                raise TaskError(f"torch MPE {task!r}: {key}={value!r} is not supported (only {fixed[key]!r})")
-        elif key not in _IGNORED and key != "continuous_actions":
-            raise TaskError(f"torch MPE {task!r}: unknown option {key!r}; accepted: "
-                            f"{', '.join(list(supported) + list(fixed) + list(_IGNORED) + ['continuous_actions'])}")
+    scen = {key: value for key, value in kwargs.items() if key in supported}
     return cls(continuous_actions=bool(kwargs["continuous_actions"]), device=device, dtype=dtype, **scen)
 
 
