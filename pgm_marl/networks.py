@@ -36,7 +36,8 @@ class BatchedLinear(nn.Module):
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """``x [n, M, d_in]`` (one input per layer), or ``x [M, d_in]`` fed to all ``n`` with ``shared=True``.
 
-        Returns ``[n, M, d_out]``, contiguous (agent-major all the way: no transposed views, no copies).
+        Returns ``[n, M, d_out]``, agent-major (contiguous, except the narrow outputs of :class:`_NarrowLinear`,
+        ``d_out <= NARROW``, which are a transposed view of ``[n, d_out, M]``: only their reshape may copy).
         """
         n, d_in, d_out = self.weight.shape
         if shared:  # a stride-0 batch: MKL reads the one input n times, nothing is copied
