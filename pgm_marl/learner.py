@@ -194,8 +194,9 @@ class ReinforceLearner:
         self.spaces = action_spaces(spec, self.algorithms)
         alphas = temperatures(self.algorithms, cfg.task, cfg.alpha)
         if min(alphas) <= 0:
-            raise UserError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got --alpha {cfg.alpha}; "
-                            "accepted: --alpha > 0 or none")
+            source = f"--alpha {cfg.alpha}" if cfg.alpha is not None else f"{cfg.task}'s temperature"
+            raise UserError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got {min(alphas)} from "
+                            f"{source} ({cfg.algo}); accepted: --alpha > 0, or none for the paper's value")
         self.alpha = torch.tensor(alphas)
         torch.manual_seed(cfg.seed)
         self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden)

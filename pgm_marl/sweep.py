@@ -200,6 +200,7 @@ def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
         if status == "partial":
             clear_partial(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.log").unlink(missing_ok=True)  # a failed attempt's traceback is not this attempt's
         mode = {"interrupted": "resume", "partial": "restart"}.get(status, "start")
         with (run_dir / "attempts.jsonl").open("a") as f:
             f.write(json.dumps({"mode": mode, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

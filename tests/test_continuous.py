@@ -318,7 +318,7 @@ def test_learning_curve_baseline_for_continuous_actions():
     assert random_baseline(TrainConfig(env_kwargs="continuous_actions=True,N=4")) is None
 
 
-def test_reinforce_elbo_on_a_box_is_the_score_function_of_the_squashed_gaussian():
+def test_reinforce_elbo_trains_on_a_box_without_a_replay_buffer():
     """reinforce-elbo keeps each round's episodes (no replay buffer) and steps once per round."""
     from pgm_marl.learner import ReinforceLearner
 

@@ -204,7 +204,8 @@ class BoxActions:
             return self.mode(params)
         if not self.deterministic:
             return self._gaussian(params).rsample(generator=generator)
-        noise = torch.randn(params.shape[:-1] + (self.dim,), generator=generator, dtype=params.dtype)
+        noise = torch.randn(params.shape[:-1] + (self.dim,), generator=generator, dtype=params.dtype,
+                            device=params.device)
         noisy = self.mode(params) + self.exploration * self.half * noise
         return torch.maximum(torch.minimum(noisy, self.high), self.low)
 

@@ -97,7 +97,7 @@ class BoxUniform(TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
-        return self.low + (self.high - self.low) * torch.rand(shape, dtype=self.low.dtype)
+        return self.low + (self.high - self.low) * torch.rand(shape, dtype=self.low.dtype, device=self.low.device)
 
     def log_prob(self, value):
         return torch.full(value.shape[:-1], self.log_density, dtype=value.dtype, device=value.device)
