@@ -134,9 +134,13 @@ def read_timing(run_dir: Path) -> Dict[str, Any]:
 
 
 def run_status(cfg: TrainConfig) -> str:
-    """``finished`` (timing.json counts >= episodes), ``interrupted`` (a checkpoint), ``partial`` or ``absent``."""
+    """``finished`` (timing.json counts >= episodes), ``interrupted`` (a checkpoint), ``partial`` or ``absent``.
+
+    A finished run needs no checkpoint: committed results keep config, metrics and timing but not the (large)
+    checkpoint, and a sweep rerun on them must skip them, not retrain them.
+    """
     run_dir = Path(cfg.out)
-    if read_timing(run_dir).get("episodes", -1) >= cfg.episodes and (run_dir / "checkpoint.pt").exists():
+    if read_timing(run_dir).get("episodes", -1) >= cfg.episodes:
         return "finished"
     if (run_dir / "checkpoint.pt").exists():
         return "interrupted"

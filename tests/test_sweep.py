@@ -106,6 +106,8 @@ def test_run_folder_states_start_restart_resume_skip_refuse(tmp_path):
     assert attempts(cfg.out) == ["start", "resume"]
     assert execute_run("a", longer.to_dict())["status"] == "skipped"
     assert attempts(cfg.out) == ["start", "resume"]
+    (Path(cfg.out) / "checkpoint.pt").unlink()  # committed results carry no checkpoint: still finished
+    assert run_status(longer) == "finished" and execute_run("a", longer.to_dict())["status"] == "skipped"
 
     other = TrainConfig(**{**longer.to_dict(), "lr": 0.5})
     result = execute_run("a", other.to_dict())
