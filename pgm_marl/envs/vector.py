@@ -82,7 +82,23 @@ class StepResult(NamedTuple):
         return self.terminated | self.truncated
 
 
-class PettingZooVectorEnv:
+class VectorEnvBase:
+    """What both backends share: ``spec`` (a TaskSpec), ``num_envs`` and the global state of an observation list."""
+
+    spec: "object"
+    num_envs: int
+
+    @property
+    def n_agents(self) -> int:
+        return self.spec.n_agents
+
+    @staticmethod
+    def state(obs: List[torch.Tensor]) -> torch.Tensor:
+        """Global state: concatenation of per-agent observations in agent order, ``[K, sum(obs_dims)]``."""
+        return torch.cat(obs, dim=-1)
+
+
+class PettingZooVectorEnv(VectorEnvBase):
     """``num_envs`` copies of ``make_env(task, ...)`` stepped in a Python loop (Discrete and Box actions)."""
 
     backend = "pettingzoo"
@@ -97,15 +113,6 @@ class PettingZooVectorEnv:
         self.num_envs, self.seed, self.device = num_envs, seed, torch.device(device)
         self._returns = ReturnAccumulator(self.spec, num_envs)
         self._seeded = False
-
-    @property
-    def n_agents(self) -> int:
-        return self.spec.n_agents
-
-    @staticmethod
-    def state(obs: List[torch.Tensor]) -> torch.Tensor:
-        """Global state: concatenation of per-agent observations in agent order, ``[K, sum(obs_dims)]``."""
-        return torch.cat(obs, dim=-1)
 
     def _empty(self) -> List[np.ndarray]:
         return [np.zeros((self.num_envs, d), dtype=np.float32) for d in self.spec.obs_dims]

@@ -40,7 +40,7 @@ import torch
 
 from ..returns import ReturnAccumulator
 from ..tasks import _REGISTRY, TASKS, TaskError, TaskSpec, _check_teams
-from ..vector import StepResult
+from ..vector import StepResult, VectorEnvBase
 from .core import MPEState, MPEWorld, where_state
 from .simple_adversary import SimpleAdversary
 from .simple_speaker_listener import SimpleSpeakerListener
@@ -112,7 +112,7 @@ class _Returns(ReturnAccumulator):
         return out
 
 
-class TorchMPEVectorEnv:
+class TorchMPEVectorEnv(VectorEnvBase):
     """``num_envs`` copies of one of the four MPE tasks as batched tensors (see the module docstring)."""
 
     backend = "torch"
@@ -142,15 +142,6 @@ class TorchMPEVectorEnv:
         self.last_reward: Optional[torch.Tensor] = None
         self.last_next_state: Optional[MPEState] = None  # last step's successor state, before auto-reset
         self.last_next_t = self.t.copy()  # its step counters
-
-    @property
-    def n_agents(self) -> int:
-        return self.spec.n_agents
-
-    @staticmethod
-    def state(obs: List[torch.Tensor]) -> torch.Tensor:
-        """Global state: concatenation of per-agent observations in agent order, ``[K, sum(obs_dims)]``."""
-        return torch.cat(obs, dim=-1)
 
     # ------------------------------------------------------------------ core API
     def reset(self, seed: int | None = None) -> List[torch.Tensor]:
