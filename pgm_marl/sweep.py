@@ -239,7 +239,14 @@ def start_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
 
     opts = dict(log_to_driver=False, include_dashboard=False, configure_logging=True, logging_level="ERROR")
     if address:
-        ray.init(address=address, **opts)
+        try:
+            ray.init(address=address, **opts)
+        except ConnectionError as err:  # (also what a missing or wrong authentication token ends in)
+            raise UserError(
+                f"--address {address!r}: cannot connect to a Ray cluster there ({one_line(err)}); accepted: the "
+                "address `ray start --head` prints (host:port); a cluster with token authentication (Ray's "
+                "default) also needs RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            ) from None
     else:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **opts)  # never a `ray start` cluster
 

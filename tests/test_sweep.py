@@ -5,7 +5,9 @@ import argparse
 import glob
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ import pytest
 
 from pgm_marl import cli
 from pgm_marl.config import TrainConfig
+from pgm_marl.errors import UserError
 from pgm_marl.sweep import execute_run, expand_grid, make_configs, parse_seeds, run_status
 
 TINY = ["--task", "cooperative_navigation", "--episodes", "4", "--max-cycles", "5", "--learning-starts", "0",
@@ -198,6 +201,56 @@ def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
     manifest = json.loads((out / "sweep.json").read_text())
     assert manifest["axes"]["algo"] == ["masac", "maddpg"] and manifest["axes"]["seed"] == [0, 1]
     assert manifest["fixed"]["episodes"] == 4 and len(manifest["runs"]) == 4
+
+
+def test_sweep_on_an_existing_cluster(tmp_path):
+    """``--address``: the runs execute on a separate ``ray start --head`` cluster (token authentication, Ray's
+    default, with a throwaway token); a rerun connects again and skips the finished run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    log = tmp_path / "head.log"
+    ray_cli = Path(sys.executable).parent / "ray"
+    with open(log, "w") as head_out:
+        head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                                 "--include-dashboard=false", "--disable-usage-stats"], stdout=head_out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while "block forever" not in log.read_text(errors="replace") and head.poll() is None:
+            assert time.time() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        cmd = [sys.executable, "-m", "pgm_marl", "sweep", "--out", str(tmp_path / "sweep"), *TINY, "--algo", "masac",
+               "--seed", "0", "--address", f"127.0.0.1:{port}", "--no-progress"]
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
+        assert first.returncode == 0, first.stderr
+        assert "1 finished, 0 resumed, 0 skipped, 0 failed of 1 runs" in first.stdout
+        run = tmp_path / "sweep" / "cooperative_navigation__masac__seed0"
+        assert json.loads((run / "timing.json").read_text())["episodes"] == 4 and attempts(run) == ["start"]
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
+        assert again.returncode == 0 and "0 finished, 0 resumed, 1 skipped" in again.stdout, again.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the cluster it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_an_unreachable_cluster_is_one_line(monkeypatch):
+    import ray
+
+    from pgm_marl.sweep import start_ray
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(UserError, match=r"^--address '10.0.0.9:6379': cannot connect to a Ray cluster there "
+                                        r"\(ConnectionError: Failed to connect .*\); accepted: the address"):
+        start_ray("10.0.0.9:6379", None)
 
 
 def test_num_envs_is_a_grid_flag_like_any_optional_int():
