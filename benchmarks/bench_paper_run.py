@@ -9,6 +9,7 @@ run in full here). Learning starts after 1024 episodes, so a prefix shorter than
 the default prefix (1200 episodes) includes 176 episodes of learning.
 
 Usage: python benchmarks/bench_paper_run.py --seed 0 [--threads 2] [--prefix 1200] [--skip-full]
+       [--precision bfloat16]
 Report the machine state (idle or shared) with the numbers.
 """
 import argparse
@@ -53,11 +54,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: the TrainConfig default)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="the networks' hidden-layer products (TrainConfig.precision; default: float32)")
     p.add_argument("--prefix", type=int, default=1200, help="episodes of the backend-ratio prefix")
     p.add_argument("--skip-full", action="store_true", help="only the prefix comparison")
     p.add_argument("--out", default=None, help="keep the full run's folder here (default: a temporary one)")
     args = p.parse_args()
-    common = {"seed": args.seed, **({"threads": args.threads} if args.threads else {})}
+    common = {"seed": args.seed, "precision": args.precision, **({"threads": args.threads} if args.threads else {})}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_full:

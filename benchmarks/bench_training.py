@@ -6,7 +6,7 @@
 2. Times ``Learner.update`` (median over ``--grad-steps``) on a buffer of random transitions with batch 1024
    for n = 3 (cooperative_navigation) and n = 6, 12 (``mpe2.simple_spread_v3`` with ``N``; ``--more-agents``;
    alpha 0.02); with ``--continuous`` also n = 3 with Box actions (``continuous_actions=True``: squashed
-   Gaussian policies on 5-d actions).
+   Gaussian policies on 5-d actions); ``--precision float32 bfloat16`` times both, their steps alternating.
 
 Usage: python benchmarks/bench_training.py --task cooperative_navigation --episodes 200 --num-envs 1
 """
@@ -44,14 +44,16 @@ def bench_loop(args) -> None:
     print(f"  {'other':<6}{other:8.2f}s  {100 * other / wall:5.1f}%  (buffer, logging, checkpoint)")
 
 
-def bench_update(task: str, label: str, algo: str, batch: int, steps: int, **env_kwargs) -> None:
+def bench_update(task: str, label: str, algo: str, batch: int, steps: int, precisions=("float32",),
+                 **env_kwargs) -> None:
+    """Median ms per ``Learner.update``; with several precisions their steps alternate (same machine state)."""
     _, spec = make_env(task, **env_kwargs)
     alpha = None if task in PAPER_ALPHA else 0.02  # (an import-path task has no paper temperature)
-    cfg = TrainConfig(task=task, algo=algo, batch_size=batch, alpha=alpha, progress=False, tensorboard=False)
-    learner = make_learner(spec, cfg)
+    learners = {p: make_learner(spec, TrainConfig(task=task, algo=algo, batch_size=batch, alpha=alpha, precision=p,
+                                                  progress=False, tensorboard=False)) for p in precisions}
     gen = torch.Generator().manual_seed(0)
     size = 10 * batch
-    spaces = getattr(learner, "spaces", None)
+    spaces = getattr(next(iter(learners.values())), "spaces", None)
     if spaces is None or spaces.all_discrete:
         buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
         actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_dims)).long()
@@ -61,18 +63,27 @@ def bench_update(task: str, label: str, algo: str, batch: int, steps: int, **env
     buffer.add(torch.randn(size, spec.state_dim, generator=gen), actions,
                torch.randn(size, spec.n_agents, generator=gen),
                torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
-    for _ in range(3):  # warm-up
-        learner.update(buffer.sample(batch, gen))
-    times = []
+    for learner in learners.values():
+        for _ in range(3):  # warm-up
+            learner.update(buffer.sample(batch, gen))
+    times = {p: [] for p in precisions}
     for _ in range(steps):
-        b = buffer.sample(batch, gen)
-        start = time.perf_counter()
-        learner.update(b)
-        times.append(time.perf_counter() - start)
-    times.sort()
-    ms, q1, q3 = (1000 * times[int(q * (steps - 1))] for q in (0.5, 0.25, 0.75))
-    print(f"  {label:<40} n={spec.n_agents:<3} {ms:8.1f} ms / gradient step (median; quartiles {q1:.1f}-{q3:.1f}), "
-          f"{torch.get_num_threads()} thread(s)")
+        for p, learner in learners.items():
+            b = buffer.sample(batch, gen)
+            start = time.perf_counter()
+            learner.update(b)
+            times[p].append(time.perf_counter() - start)
+    medians = {}
+    for p, ts in times.items():
+        ts.sort()
+        ms, q1, q3 = (1000 * ts[int(q * (steps - 1))] for q in (0.5, 0.25, 0.75))
+        medians[p] = ms
+        print(f"  {label:<40} n={spec.n_agents:<3} {p:<8} {ms:8.1f} ms / gradient step (median; quartiles "
+              f"{q1:.1f}-{q3:.1f}), {torch.get_num_threads()} thread(s)")
+    if len(medians) > 1:
+        base = medians[precisions[0]]
+        print("  " + ", ".join(f"{precisions[0]} / {p} = {base / ms:.2f}" for p, ms in medians.items()
+                               if p != precisions[0]))
 
 
 def main() -> None:
@@ -89,6 +100,8 @@ def main() -> None:
     p.add_argument("--continuous", action="store_true", help="also time n = 3 with Box actions")
     p.add_argument("--more-agents", type=int, nargs="*", default=[6, 12],
                    help="also time cooperative navigation with these N (default: 6 12)")
+    p.add_argument("--precision", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                   help="time the gradient step in these precisions, steps alternating (default: float32)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice); on a busy machine 1 avoids "
                         "large per-call slowdowns of small ops")
@@ -98,13 +111,15 @@ def main() -> None:
     if not args.skip_loop:
         bench_loop(args)
     print(f"\n== Learner.update, batch {args.batch_size}, algo {args.algo} ==")
-    bench_update("cooperative_navigation", "cooperative_navigation", args.algo, args.batch_size, args.grad_steps)
+    prec = tuple(args.precision)
+    bench_update("cooperative_navigation", "cooperative_navigation", args.algo, args.batch_size, args.grad_steps,
+                 prec)
     for n in args.more_agents:
         bench_update("mpe2.simple_spread_v3", f"mpe2.simple_spread_v3 (N={n})", args.algo, args.batch_size,
-                     args.grad_steps, N=n)
+                     args.grad_steps, prec, N=n)
     if args.continuous:
         bench_update("cooperative_navigation", "cooperative_navigation (Box actions)", args.algo, args.batch_size,
-                     args.grad_steps, continuous_actions=True)
+                     args.grad_steps, prec, continuous_actions=True)
 
 
 if __name__ == "__main__":

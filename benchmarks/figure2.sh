@@ -5,17 +5,18 @@
 # resumes interrupted ones from their checkpoints, so it can be stopped and continued across sessions.
 #
 # Order: three seeds of every configuration first (a usable figure early), then the temperature study, then
-# continuous actions, then seeds 3-4 of Figure 2. Results: benchmarks/results/{fig2,temperature,continuous}/<run>/
-# (checkpoints are git-ignored).
+# continuous actions, then seeds 3-4 of Figure 2, then the bfloat16 check. Results:
+# benchmarks/results/{fig2,temperature,continuous,precision}/<run>/ (checkpoints are git-ignored).
 #
 # Usage: bash benchmarks/figure2.sh            (PGM_MARL="python -m pgm_marl" to use another interpreter)
-#        STAGES="fig2-s012 temperature" bash benchmarks/figure2.sh   (stages: fig2-s012 temperature continuous fig2-s34)
+#        STAGES="fig2-s012 temperature" bash benchmarks/figure2.sh
+#        (stages: fig2-s012 temperature continuous fig2-s34 precision)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PGM=${PGM_MARL:-.venv/bin/pgm-marl}
 OUT=${OUT:-benchmarks/results}
 CPUS=${CPUS:-2}
-STAGES=${STAGES:-"fig2-s012 temperature continuous fig2-s34"}
+STAGES=${STAGES:-"fig2-s012 temperature continuous fig2-s34 precision"}
 COMMON=(--num-cpus "$CPUS" --no-tensorboard)
 status=0
 
@@ -44,13 +45,20 @@ continuous() {  # continuous actions (Box, squashed Gaussian policies), cooperat
     --algo masac --algo maddpg --env-kwargs continuous_actions=True || status=1
 }
 
+precision() {  # opt-in bfloat16 hidden layers (--precision bfloat16): does MA-SAC still learn? 3 seeds, to set
+  # beside Figure 2's float32 cooperative navigation MA-SAC runs (same seeds, same settings otherwise)
+  $PGM sweep --out "$OUT/precision" "${COMMON[@]}" --seed 0-2 --task cooperative_navigation --algo masac \
+    --precision bfloat16 || status=1
+}
+
 for stage in $STAGES; do
   case $stage in
     fig2-s012) fig2 0-2 ;;
     temperature) temperature ;;
     fig2-s34) fig2 3-4 ;;
     continuous) continuous ;;
-    *) echo "unknown stage $stage; accepted: fig2-s012 temperature continuous fig2-s34" >&2; exit 2 ;;
+    precision) precision ;;
+    *) echo "unknown stage $stage; accepted: fig2-s012 temperature continuous fig2-s34 precision" >&2; exit 2 ;;
   esac
 done
 exit $status

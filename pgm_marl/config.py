@@ -16,6 +16,9 @@ from typing import Any, Dict, Optional
 
 from .errors import ConfigError, MissingFileError
 
+#: accepted ``precision`` values (:mod:`pgm_marl.networks` maps them to dtypes)
+PRECISIONS = ("float32", "bfloat16")
+
 
 def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -87,6 +90,9 @@ class TrainConfig:
     learning_starts: int = _f(25_600, "environment steps before the first gradient step "
                               "(batch_size * max_cycles, as in Lowe et al.'s MADDPG code)")
     hidden: int = _f(128, "units in each of the two hidden layers")
+    precision: str = _f("float32", "dtype of the networks' hidden-layer products: float32, or bfloat16 (opt-in "
+                        "mixed precision: 1.3x faster gradient steps on CPUs with bfloat16 dot products, "
+                        "AVX512_BF16/AMX, slower elsewhere; parameters, optimizer, outputs and losses stay float32)")
     alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value (section 5.2; "
                                 "required for other tasks)")
     teams: Optional[str] = _f(None, "team map for an import-path task, e.g. 'red=agent_0+agent_1,blue=agent_2' "
@@ -130,6 +136,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative int, got {v!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr must be a positive float, got {self.lr!r}")
         for name in ("gamma", "tau"):

@@ -85,8 +85,9 @@ class Learner:
         self.spaces = action_spaces(spec, self.algorithms)
         alpha = temperatures(self.algorithms, cfg.task, cfg.alpha)
         torch.manual_seed(cfg.seed)  # network initialisation
-        self.actors = actors if actors is not None else Actors(spec.obs_dims, self.spaces, cfg.hidden)
-        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, self.spaces.sizes, cfg.hidden)
+        self.actors = actors if actors is not None else Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision)
+        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, self.spaces.sizes, cfg.hidden,
+                                                                    cfg.precision)
         self.target_actors, self.target_critic = copy.deepcopy(self.actors), copy.deepcopy(self.critic)
         for p in list(self.target_actors.parameters()) + list(self.target_critic.parameters()):
             p.requires_grad_(False)
@@ -199,7 +200,7 @@ class ReinforceLearner:
                             f"{source} ({cfg.algo}); accepted: --alpha > 0, or none for the paper's value")
         self.alpha = torch.tensor(alphas)
         torch.manual_seed(cfg.seed)
-        self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden)
+        self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision)
         self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
         self.baseline = torch.zeros(0)  # running mean of rewards-to-go [T, n] (used when num_envs == 1)
         self.memory = RoundMemory()

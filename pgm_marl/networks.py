@@ -5,6 +5,12 @@ and log std). Inputs are zero-padded to the largest size (padded weights only ev
 no gradient) and padded outputs are set to :data:`PAD_LOGIT` by the action spaces
 (:meth:`~pgm_marl.models.actions.ActionSpaces.pad`): a padded discrete action has probability 0 and a relaxed
 sample of exactly 0.
+
+``precision="bfloat16"`` (opt-in, ``--precision``) computes every layer but the output layer in bfloat16:
+inputs, weights and biases are rounded to bfloat16 for the product (the GEMM accumulates in float32), hidden
+activations are stored in bfloat16, and the output layer (Q-values, logits, a box's mean and log std) runs in
+float32 on them. Parameters, their gradients, Adam and every loss stay float32. On CPUs with bfloat16 dot
+products (AVX512_BF16, AMX) the products run 2-3x faster than in float32.
 """
 from __future__ import annotations
 
@@ -16,13 +22,30 @@ from torch import nn
 
 from .models.actions import PAD_LOGIT, ActionSpaces
 
-__all__ = ["BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "PAD_LOGIT", "polyak_update"]
+__all__ = ["BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "PAD_LOGIT", "polyak_update", "PRECISIONS"]
+
+#: ``precision`` (:data:`pgm_marl.config.PRECISIONS`) -> dtype of the hidden layers' products (None: the
+#: parameters' own); the output layer always computes in the parameters' dtype
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(precision: str):
+    """The dtype for ``precision``; a one-line error naming the accepted ones for an unknown name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
 
 class BatchedLinear(nn.Module):
-    """``n`` independent linear layers: ``x [n, B, d_in] -> x @ W[n] + b[n]``."""
+    """``n`` independent linear layers: ``x [n, B, d_in] -> x @ W[n] + b[n]``.
 
-    def __init__(self, n: int, d_in: int, d_out: int, fan_in: Sequence[int] | None = None):
+    ``dtype``: the dtype of the product and of the output (None: the parameters' own; inputs of another dtype
+    are converted).
+    """
+
+    def __init__(self, n: int, d_in: int, d_out: int, fan_in: Sequence[int] | None = None, dtype=None):
         super().__init__()
+        self.dtype = dtype
         self.weight = nn.Parameter(torch.empty(n, d_in, d_out))
         self.bias = nn.Parameter(torch.empty(n, 1, d_out))
         fan_in = fan_in or [d_in] * n
@@ -40,11 +63,19 @@ class BatchedLinear(nn.Module):
         ``d_out <= NARROW``, which are a transposed view of ``[n, d_out, M]``: only their reshape may copy).
         """
         n, d_in, d_out = self.weight.shape
+        w, b = self.params()
+        x = x.to(w.dtype)  # (no copy when it already is)
         if shared:  # a stride-0 batch: MKL reads the one input n times, nothing is copied
             x = x.expand(n, *x.shape)
         if d_out <= NARROW:
-            return _NarrowLinear.apply(x, self.weight, self.bias)
-        return torch.baddbmm(self.bias, x, self.weight)
+            return _NarrowLinear.apply(x, w, b)
+        return torch.baddbmm(b, x, w)
+
+    def params(self):
+        """``(weight, bias)`` in the compute dtype (a differentiable cast: gradients reach the float32 ones)."""
+        if self.dtype is None or self.dtype == self.weight.dtype:
+            return self.weight, self.bias
+        return self.weight.to(self.dtype), self.bias.to(self.dtype)
 
 
 #: output widths up to which :class:`_NarrowLinear` replaces ``baddbmm`` (MKL's batched GEMM is slow for them)
@@ -80,13 +111,19 @@ class _NarrowLinear(torch.autograd.Function):
 
 
 class BatchedMLP(nn.Module):
-    """``n`` MLPs with ``layers`` ReLU hidden layers of width ``hidden`` (2 x 128 in the paper)."""
+    """``n`` MLPs with ``layers`` ReLU hidden layers of width ``hidden`` (2 x 128 in the paper).
 
-    def __init__(self, n: int, d_in: int, d_out: int, hidden: int = 128, layers: int = 2, fan_in=None):
+    ``precision``: dtype of the hidden layers' products (:data:`PRECISIONS`; the output layer is float32).
+    """
+
+    def __init__(self, n: int, d_in: int, d_out: int, hidden: int = 128, layers: int = 2, fan_in=None,
+                 precision: str = "float32"):
         super().__init__()
         dims = [d_in] + [hidden] * layers + [d_out]
+        dtype = compute_dtype(precision)
         self.layers = nn.ModuleList(
-            BatchedLinear(n, a, b, fan_in if k == 0 else None) for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
+            BatchedLinear(n, a, b, fan_in if k == 0 else None, dtype if k < layers else None)
+            for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
         self.n = n
 
     def forward(self, x: torch.Tensor, shared: bool = False, first: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,12 +166,12 @@ class Actors(nn.Module):
     network outputs each agent's policy parameters (``param_dim`` of its space), padded.
     """
 
-    def __init__(self, obs_dims: Sequence[int], action_spaces, hidden: int = 128):
+    def __init__(self, obs_dims: Sequence[int], action_spaces, hidden: int = 128, precision: str = "float32"):
         super().__init__()
         self.spaces = ActionSpaces.coerce(action_spaces)
         self.obs_dims, self.action_dims = tuple(obs_dims), self.spaces.param_dims
         n, d_obs, d_act = len(obs_dims), max(obs_dims), max(self.action_dims)
-        self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims))
+        self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims), precision=precision)
         offsets = torch.tensor([0] + list(obs_dims)).cumsum(0)
         state_dim = int(offsets[-1])
         index = torch.full((n, d_obs), state_dim, dtype=torch.long)  # state_dim points at an appended zero
@@ -160,10 +197,10 @@ class Actors(nn.Module):
 class TwinCritics(nn.Module):
     """Centralised twin critics ``Q_i^{(1,2)}(s, a)`` on the global state and all agents' actions (Fujimoto et al.)."""
 
-    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128):
+    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128, precision: str = "float32"):
         super().__init__()
         self.n = len(action_dims)
-        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden)
+        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden, precision=precision)
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
         """``state [B, D]``, ``joint_actions [n, *batch, B, sum A]``: agent i's critic sees ``joint_actions[i]``.
@@ -182,10 +219,12 @@ class TwinCritics(nn.Module):
 
     def _per_agent(self, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         first = self.net.layers[0]
+        weight, bias = first.params()
+        state, joint = state.to(weight.dtype), joint.to(weight.dtype)
         d_state = state.shape[-1]
-        w_state, w_action = first.weight[:, :d_state], first.weight[:, d_state:]
-        two_n, hidden = first.weight.shape[0], first.weight.shape[-1]
-        h_state = torch.baddbmm(first.bias, state.expand(two_n, *state.shape), w_state)  # [2n, B, H]
+        w_state, w_action = weight[:, :d_state], weight[:, d_state:]
+        two_n, hidden = weight.shape[0], weight.shape[-1]
+        h_state = torch.baddbmm(bias, state.expand(two_n, *state.shape), w_state)  # [2n, B, H]
         batch = joint.shape[1:-1]
         acts = torch.cat([joint, joint], 0).reshape(two_n, -1, joint.shape[-1])
         if len(batch) == 1:  # the usual case: state part added inside the batched product
