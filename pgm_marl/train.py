@@ -64,6 +64,7 @@ class Timer:
 
 
 def _check_resume(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    saved = TrainConfig.from_dict(saved).to_dict()  # a checkpoint from before a field existed: its default
     for key, value in cfg.to_dict().items():
         if key not in RESUMABLE_CHANGES and saved.get(key) != value:
             raise ConfigError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "

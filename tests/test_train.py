@@ -147,6 +147,21 @@ def test_existing_run_refused_and_resume_checks(tmp_path, tiny_learner, capsys, 
     assert [int(r["episode"]) for r in rows(tmp_path / "run")] == [2, 4]
 
 
+def test_a_checkpoint_from_before_a_field_existed_resumes_with_its_default(tmp_path, tiny_learner, tiny):
+    """A field added later (here ``precision``) is absent from older checkpoints: they resume with its default,
+    and asking for another value is refused like any other change."""
+    out = tmp_path / "run"
+    train(TrainConfig(**{**tiny, "episodes": 2}, out=str(out)))
+    path = out / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["precision"]
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="precision='bfloat16' differs from the checkpoint's 'float32'"):
+        train(TrainConfig(**{**tiny, "precision": "bfloat16"}, out=str(out)), resume=True)
+    train(TrainConfig(**tiny, out=str(out)), resume=True)
+    assert [int(r["episode"]) for r in rows(out)] == [2, 4, 6]
+
+
 def test_cli_help_and_errors(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--help"])
