@@ -193,9 +193,16 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
-        if "backend" not in data:  # written before the torch backend existed: those runs stepped mpe2
-            data = {**data, "backend": "pettingzoo"}
-        return cls(**data)
+        return cls(**cls.with_defaults(data))
+
+    @classmethod
+    def with_defaults(cls, data: Dict[str, Any]) -> Dict[str, Any]:
+        """``data`` (a saved config) with the fields it predates filled in as the run had them: the default,
+        except ``backend`` (written before the torch backend existed, such runs stepped mpe2)."""
+        missing = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in data}
+        if "backend" in missing:
+            missing["backend"] = "pettingzoo"
+        return {**data, **missing}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")  # strict JSON

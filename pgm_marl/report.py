@@ -30,6 +30,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import ConfigError, MissingFileError
 
 #: config fields that never define a group: the seed, and fields that do not change what is learned
@@ -77,6 +78,9 @@ class Group:
 def read_run(run_dir: Path) -> Optional[Run]:
     """The run in ``run_dir``, or None when it has no complete evaluation row yet."""
     config = json.loads((run_dir / "config.json").read_text())
+    if not isinstance(config, dict):
+        raise ValueError("config.json does not hold a JSON object")
+    config = TrainConfig.with_defaults(config)  # fields added since the run: as the run had them
     rows = []
     with (run_dir / "metrics.csv").open(newline="") as f:
         for row in csv.DictReader(f):

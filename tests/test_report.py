@@ -145,6 +145,21 @@ def test_other_varying_fields_split_groups(tmp_path):
     assert (c["setting_a"], c["setting_b"]) == ("masac, alpha=0.01", "maddpg, alpha=0.01")
 
 
+def test_runs_from_before_a_field_existed_group_with_its_default(tmp_path):
+    """A config.json written before ``precision`` existed belongs with the float32 runs, not in a group of its own
+    (``precision=None``); a bfloat16 run is its own group."""
+    for s in range(2):
+        old = fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [1.0 + s]})
+        config = json.loads((old / "config.json").read_text())
+        del config["precision"]
+        (old / "config.json").write_text(json.dumps(config))
+        fake_run(tmp_path / "new", "cooperative_navigation", "masac", s + 2, {"all": [3.0 + s]})
+        fake_run(tmp_path, "cooperative_navigation", "masac", s + 4, {"all": [5.0]}, precision="bfloat16")
+    _, numbers, _ = build_report(tmp_path, reps=REPS)
+    assert {s["setting"]: s["seeds"] for s in numbers["groups"]} == {"masac, precision=float32": [0, 1, 2, 3],
+                                                                     "masac, precision=bfloat16": [4, 5]}
+
+
 def test_marl_eval_export_structure(tmp_path):
     for s in range(2):
         fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [-30.0, -20.0, -10.0 - s]})
