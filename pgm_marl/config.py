@@ -91,7 +91,7 @@ class TrainConfig:
                               "(batch_size * max_cycles, as in Lowe et al.'s MADDPG code)")
     hidden: int = _f(128, "units in each of the two hidden layers")
     precision: str = _f("float32", "dtype of the networks' hidden-layer products: float32, or bfloat16 (opt-in "
-                        "mixed precision: 1.3x faster gradient steps on CPUs with bfloat16 dot products, "
+                        "mixed precision: 1.3-1.4x faster training on one thread on CPUs with bfloat16 dot products, "
                         "AVX512_BF16/AMX, slower elsewhere; parameters, optimizer, outputs and losses stay float32)")
     alpha: Optional[float] = _f(None, "entropy temperature; none = the paper's per-task value (section 5.2; "
                                 "required for other tasks)")

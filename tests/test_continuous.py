@@ -259,7 +259,8 @@ def _box_spec(n=2, d=2):
 
 
 def _cfg(algo, alpha=0.1):
-    return SimpleNamespace(algo=algo, seed=0, hidden=16, precision="float32", task="boxes", gamma=0.9, alpha=alpha, lr=0.01, tau=0.01)
+    return SimpleNamespace(algo=algo, seed=0, hidden=16, precision="float32", task="boxes", gamma=0.9, alpha=alpha,
+                           lr=0.01, tau=0.01)
 
 
 def test_maddpg_on_a_box_is_ddpg():

@@ -20,7 +20,8 @@ def one_hot_actions(actions, action_dims):
 
 
 def _cfg(task, algo="masac", alpha=None, hidden=32):
-    return SimpleNamespace(algo=algo, seed=0, hidden=hidden, precision="float32", task=task, gamma=0.95, alpha=alpha, lr=0.01, tau=0.01)
+    return SimpleNamespace(algo=algo, seed=0, hidden=hidden, precision="float32", task=task, gamma=0.95, alpha=alpha,
+                           lr=0.01, tau=0.01)
 
 
 def _batch(spec, size=64, seed=0):

@@ -3,8 +3,8 @@ optimizer sees stay float32, and a learner trains with the same seed to the same
 
 Which bug each test catches: products left in float32 (the sharp cancellation test), an output layer rounded
 to bfloat16 (Q-values exact against a float32 head on the same activations), a cast that cuts the gradient
-(gradients against the float32 network's), a path of :class:`TwinCritics` that skips the cast, a learner that
-ignores ``cfg.precision``.
+(gradients against the float32 network's), a path of :class:`TwinCritics` that skips the cast (the same sharp
+test through each path), a learner that ignores ``cfg.precision``.
 """
 import pytest
 import torch
@@ -38,6 +38,28 @@ def test_bfloat16_products_round_their_inputs():
     plain = BatchedLinear(1, 2, 16)
     plain.load_state_dict(layer.state_dict())
     assert torch.all(plain(x) == 2 ** -10)
+
+
+@pytest.mark.parametrize("path", ["shared", "per_agent"])
+def test_both_critic_paths_round_the_first_layer(path):
+    """State (1 + 2^-10, -1) into a first layer of ones: float32 leaves 2^-10 per unit (Q = 2^-6 through layers
+    of ones), bfloat16 rounds the input to (1, -1) and gives Q = 0, on the shared path and on the per-agent
+    path (which computes the first layer itself)."""
+    qs = {}
+    for precision in ("float32", "bfloat16"):
+        critic = TwinCritics(2, (1, 1), 4, precision=precision)
+        with torch.no_grad():
+            for layer in critic.net.layers:
+                layer.weight.fill_(1.0)
+                layer.bias.zero_()
+            critic.net.layers[0].weight[:, 2:] = 0.0  # the action part
+        state = torch.tensor([[1 + 2 ** -10, -1.0]])
+        joint = torch.zeros(1, 2).expand(2, 1, 2) if path == "shared" else torch.zeros(2, 1, 2)
+        calls = []
+        critic._per_agent = lambda *args, _f=critic._per_agent: calls.append(1) or _f(*args)
+        qs[precision] = torch.cat(critic(state, joint))
+        assert len(calls) == (path == "per_agent")
+    assert torch.all(qs["float32"] == 2 ** -6) and torch.all(qs["bfloat16"] == 0)
 
 
 def _critics(precision):
