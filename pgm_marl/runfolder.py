@@ -5,14 +5,15 @@ checkpoint write that was killed part way.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import RunFolderError
 
 __all__ = ["TMP_SUFFIX", "check_out_folder", "make_run_folder", "check_output_file", "stale_temp_files",
-           "remove_stale_temp_files"]
+           "remove_stale_temp_files", "code_version"]
 
 #: suffix of the temp files of atomic writes (``.checkpoint.pt.<random>.tmp``, ``metrics.csv.tmp``)
 TMP_SUFFIX = ".tmp"
@@ -86,3 +87,25 @@ def remove_stale_temp_files(run_dir: str | Path) -> List[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def code_version() -> Dict[str, Any]:
+    """Which code ran: the package version and, when the package is a git checkout's ``pgm_marl/``, its commit
+    and whether ``pgm_marl/`` had uncommitted changes (``commit`` None otherwise, e.g. an installed copy or no
+    git). Recorded with each run start."""
+    from . import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    out: Dict[str, Any] = {"version": __version__, "commit": None, "dirty": None}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() == root:  # not a repo that merely encloses it
+            out["commit"] = git("rev-parse", "HEAD")
+            out["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no", "--", "pgm_marl"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out

@@ -11,7 +11,8 @@ Rerunning is idempotent: a finished run (``timing.json`` counts at least ``episo
 interrupted one (``checkpoint.pt`` but not finished) continues with ``train(cfg, resume=True)``, a folder
 killed before its first checkpoint is cleared of its partial outputs and started afresh. A run folder whose
 ``config.json`` differs from what the sweep asks (beyond the fields a resume may change) fails with a
-one-line error instead of being skipped or resumed. Each start is appended to the run's ``attempts.jsonl``.
+one-line error instead of being skipped or resumed. Each start is appended to the run's ``attempts.jsonl``
+(mode, time, host, pid, and which code: version, git commit, uncommitted changes in ``pgm_marl/``).
 
 Ray runs one task per run (``num_cpus = --threads``, one torch thread by default): a local instance with
 one run per core unless ``--address`` names an existing cluster. On a cluster, ``--out`` must be a path
@@ -40,6 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import TrainConfig
 from .errors import ConfigError, RunFolderError, UserError
+from .runfolder import code_version
 
 #: TrainConfig fields the sweep sets itself: the run folder and the per-run progress bar
 NOT_FLAGS = ("out", "progress")
@@ -208,7 +210,7 @@ def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
         mode = {"interrupted": "resume", "partial": "restart"}.get(status, "start")
         with (run_dir / "attempts.jsonl").open("a") as f:
             f.write(json.dumps({"mode": mode, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                "host": socket.gethostname(), "pid": os.getpid()}) + "\n")
+                                "host": socket.gethostname(), "pid": os.getpid(), "code": code_version()}) + "\n")
         from .train import train
         train(cfg, resume=status == "interrupted")
         return result_of(name, cfg, "resumed" if status == "interrupted" else "finished")

@@ -256,3 +256,33 @@ def test_config_json_never_holds_nan_or_infinity(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"alpha": math.inf}))  # 'Infinity' written by another tool
     with pytest.raises(ConfigError, match="alpha must be finite, got inf"):
         TrainConfig.load(tmp_path / "config.json")
+
+
+def test_code_version_names_this_checkout_or_nothing(tmp_path):
+    """In a git checkout: its HEAD commit (40 hex digits) and a dirty flag; a copy of the package outside any
+    checkout, or inside a repository that merely encloses it, has no commit."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pgm_marl
+    from pgm_marl.runfolder import code_version
+
+    here = code_version()
+    root = Path(pgm_marl.__file__).resolve().parent.parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert here["commit"] == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", here["commit"])
+        assert isinstance(here["dirty"], bool)
+    enclosing = tmp_path / "repo"
+    (enclosing / "site").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(enclosing)], check=True)
+    subprocess.run(["git", "-C", str(enclosing), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "enclosing"], check=True)  # a HEAD that is not the package's
+    shutil.copytree(root / "pgm_marl", enclosing / "site" / "pgm_marl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-c", "import json; from pgm_marl.runfolder import code_version; "
+                          "print(json.dumps(code_version()))"], capture_output=True, text=True,
+                         cwd=enclosing / "site", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(enclosing / "site")})
+    assert json.loads(out.stdout) == {"version": pgm_marl.__version__, "commit": None, "dirty": None}, out.stderr

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import pgm_marl
 from pgm_marl import cli
 from pgm_marl.config import TrainConfig
 from pgm_marl.errors import UserError
+from pgm_marl.runfolder import code_version
 from pgm_marl.sweep import execute_run, expand_grid, make_configs, parse_seeds, run_status
 
 TINY = ["--task", "cooperative_navigation", "--episodes", "4", "--max-cycles", "5", "--learning-starts", "0",
@@ -101,6 +103,8 @@ def test_run_folder_states_start_restart_resume_skip_refuse(tmp_path):
     cfg = TrainConfig(**{**TINY_CFG, "episodes": 2, "out": str(tmp_path / "a")})
     assert run_status(cfg) == "absent"
     assert execute_run("a", cfg.to_dict())["status"] == "finished"
+    record = json.loads((tmp_path / "a" / "attempts.jsonl").read_text())
+    assert record["code"] == code_version() and record["code"]["version"] == pgm_marl.__version__
     assert attempts(cfg.out) == ["start"]
     longer = TrainConfig(**{**cfg.to_dict(), "episodes": 4})  # a finished run asked for more: interrupted
     assert run_status(cfg) == "finished" and run_status(longer) == "interrupted"
