@@ -9,7 +9,9 @@ the IQM over seeds with its 95% stratified-bootstrap CI (rliable, through ``pgm_
 seeds an IQM is the middle seed's value and the CI spans the seeds: read it as a range, not a test.
 
 Usage: python benchmarks/plot_temperature.py benchmarks/results/temperature benchmarks/results/fig2 \
-           --maddpg benchmarks/results/fig2 --out docs/temperature.png
+           --maddpg benchmarks/results/fig2 --seeds 0-2 --out docs/temperature.png
+(``--seeds 0-2``: the study's three seeds; Figure 2's folder also holds seeds 3-4 of alpha 0.02 and MADDPG.)
+Runs with another ``precision`` than float32 or with ``env_kwargs`` are left out.
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pgm_marl.report import find_runs, iqm_ci  # noqa: E402
+from pgm_marl.sweep import parse_seeds  # noqa: E402
 
 TASK = "cooperative_navigation"
 PAPER_ALPHA = 0.02  # section 5.2's value for cooperative navigation (a run with alpha none used it)
@@ -34,11 +37,17 @@ def main() -> None:
     p.add_argument("--last", type=int, default=10)
     p.add_argument("--reps", type=int, default=2000)
     p.add_argument("--out", type=Path, default=Path("docs/temperature.png"))
+    p.add_argument("--seeds", type=parse_seeds, default=None, help="only these seeds, e.g. 0-2 (default: all)")
     args = p.parse_args()
+
+    def wanted(run, algo):
+        return (run.finished and run.config["task"] == TASK and run.config["algo"] == algo
+                and run.config.get("env_kwargs") is None and run.config["precision"] == "float32"
+                and (args.seeds is None or run.config["seed"] in args.seeds))
+
     by_alpha = {}
     for run in (r for d in args.sweep_dirs for r in find_runs(d)):
-        if run.finished and run.config["task"] == TASK and run.config["algo"] == "masac" \
-                and run.config.get("env_kwargs") is None:
+        if wanted(run, "masac"):
             alpha = PAPER_ALPHA if run.config.get("alpha") is None else float(run.config["alpha"])
             by_alpha.setdefault(alpha, []).append(run.score("all", args.last))
     rows = []
@@ -56,8 +65,7 @@ def main() -> None:
         ax.scatter([x] * len(r["scores"]), r["scores"], s=10, color="grey", alpha=0.6, zorder=3)
     reference = None
     if args.maddpg is not None:
-        m = np.array([r.score("all", args.last) for r in find_runs(args.maddpg) if r.finished
-                      and r.config["task"] == TASK and r.config["algo"] == "maddpg" and r.config.get("env_kwargs") is None])
+        m = np.array([r.score("all", args.last) for r in find_runs(args.maddpg) if wanted(r, "maddpg")])
         if len(m):
             iqm, lo, hi = iqm_ci(m, args.reps)
             reference = {"seeds": len(m), "scores": m.tolist(), "mean": float(m.mean()), "iqm": iqm, "ci": [lo, hi]}
