@@ -151,16 +151,16 @@ def run_status(cfg: TrainConfig) -> str:
 
 def check_config(cfg: TrainConfig) -> None:
     """One-line RunFolderError if the run folder was trained with other settings than ``cfg`` asks."""
-    from .train import RESUMABLE_CHANGES
+    from .train import resume_conflict
 
     path = Path(cfg.out) / "config.json"
     if not path.exists():
         return
-    saved = TrainConfig.load(path).to_dict()
-    for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE_CHANGES and saved.get(key) != value:
-            raise RunFolderError(f"{path.parent.name} was trained with {key}={saved.get(key)!r} but the sweep asks "
-                             f"{value!r}; use another --out or make {key} an axis")
+    conflict = resume_conflict(cfg, TrainConfig.load(path))
+    if conflict:
+        key, old, value = conflict
+        raise RunFolderError(f"{path.parent.name} was trained with {key}={old!r} but the sweep asks {value!r}; "
+                             f"use another --out or make {key} an axis")
 
 
 def clear_partial(run_dir: Path) -> None:

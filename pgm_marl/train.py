@@ -15,7 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -63,12 +63,24 @@ class Timer:
         self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
 
 
-def _check_resume(cfg: TrainConfig, saved: dict, path: Path) -> None:
-    saved = TrainConfig.from_dict(saved).to_dict()  # a checkpoint from before a field existed: its default
+def resume_conflict(cfg: TrainConfig, saved) -> Optional[Tuple[str, object, object]]:
+    """The first setting of ``cfg`` that a run saved with config ``saved`` (a TrainConfig, or its dict from a
+    checkpoint) cannot continue with, as ``(field, saved value, asked value)``, or None: only
+    :data:`RESUMABLE_CHANGES` may differ, and a field a saved dict predates counts with the value the run had
+    (:meth:`TrainConfig.with_defaults`)."""
+    saved = (saved if isinstance(saved, TrainConfig) else TrainConfig.from_dict(saved)).to_dict()
     for key, value in cfg.to_dict().items():
         if key not in RESUMABLE_CHANGES and saved.get(key) != value:
-            raise ConfigError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "
-                              f"{saved.get(key)!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
+            return key, saved.get(key), value
+    return None
+
+
+def _check_resume(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    conflict = resume_conflict(cfg, saved)
+    if conflict:
+        key, old, value = conflict
+        raise ConfigError(f"cannot resume {path}: {key}={value!r} differs from the checkpoint's "
+                          f"{old!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
