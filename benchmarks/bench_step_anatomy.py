@@ -15,11 +15,11 @@ import time
 
 import pyro
 import torch
+from bench_training import random_replay  # (benchmarks/ is on the path when a script here runs)
 
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import make_env
 from pgm_marl.networks import polyak_update
-from pgm_marl.replay import ReplayBuffer
 from pgm_marl.train import make_learner
 
 
@@ -50,12 +50,7 @@ def learner_and_buffer(batch: int, precision: str):
                       progress=False, tensorboard=False)
     learner = make_learner(spec, cfg)
     gen = torch.Generator().manual_seed(0)
-    size = 10 * max(batch, 1024)
-    buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
-    buffer.add(torch.randn(size, spec.state_dim, generator=gen), torch.randint(0, 5, (size, 3), generator=gen),
-               torch.randn(size, 3, generator=gen), torch.randn(size, spec.state_dim, generator=gen),
-               torch.zeros(size))
-    return learner, buffer, gen
+    return learner, random_replay(spec, learner.spaces, 10 * max(batch, 1024), gen), gen
 
 
 def phases(batch: int, precision: str, reps: int) -> None:

@@ -44,6 +44,21 @@ def bench_loop(args) -> None:
     print(f"  {'other':<6}{other:8.2f}s  {100 * other / wall:5.1f}%  (buffer, logging, checkpoint)")
 
 
+def random_replay(spec, spaces, size: int, gen: torch.Generator) -> ReplayBuffer:
+    """A buffer of ``size`` random transitions: discrete action indices, or for Box actions (``spaces`` not all
+    discrete) float rows drawn in [0, 1] (the MPE boxes)."""
+    if spaces is None or spaces.all_discrete:
+        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
+        actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_dims)).long()
+    else:
+        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents, spaces.storage_width, spaces.storage_dtype)
+        actions = torch.rand(size, spaces.storage_width, generator=gen)
+    buffer.add(torch.randn(size, spec.state_dim, generator=gen), actions,
+               torch.randn(size, spec.n_agents, generator=gen),
+               torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
+    return buffer
+
+
 def bench_update(task: str, label: str, algo: str, batch: int, steps: int, precisions=("float32",),
                  **env_kwargs) -> None:
     """Median ms per ``Learner.update``; with several precisions their steps alternate (same machine state)."""
@@ -52,17 +67,7 @@ def bench_update(task: str, label: str, algo: str, batch: int, steps: int, preci
     learners = {p: make_learner(spec, TrainConfig(task=task, algo=algo, batch_size=batch, alpha=alpha, precision=p,
                                                   progress=False, tensorboard=False)) for p in precisions}
     gen = torch.Generator().manual_seed(0)
-    size = 10 * batch
-    spaces = getattr(next(iter(learners.values())), "spaces", None)
-    if spaces is None or spaces.all_discrete:
-        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
-        actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_dims)).long()
-    else:  # Box actions: float rows, draws in [0, 1] (the MPE boxes)
-        buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents, spaces.storage_width, spaces.storage_dtype)
-        actions = torch.rand(size, spaces.storage_width, generator=gen)
-    buffer.add(torch.randn(size, spec.state_dim, generator=gen), actions,
-               torch.randn(size, spec.n_agents, generator=gen),
-               torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
+    buffer = random_replay(spec, getattr(next(iter(learners.values())), "spaces", None), 10 * batch, gen)
     for learner in learners.values():
         for _ in range(3):  # warm-up
             learner.update(buffer.sample(batch, gen))
