@@ -15,14 +15,14 @@ products (AVX512_BF16, AMX) the products run 2-3x faster than in float32.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from .models.actions import PAD_LOGIT, ActionSpaces
 
-__all__ = ["BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "PAD_LOGIT", "polyak_update", "PRECISIONS"]
+__all__ = ["Sharing", "BatchedLinear", "BatchedMLP", "Actors", "TwinCritics", "observation_index", "gather_last", "PAD_LOGIT", "polyak_update", "PRECISIONS"]
 
 #: ``precision`` (:data:`pgm_marl.config.PRECISIONS`) -> dtype of the hidden layers' products (None: the
 #: parameters' own); the output layer always computes in the parameters' dtype
@@ -36,6 +36,33 @@ def compute_dtype(precision: str):
     return PRECISIONS[precision]
 
 
+class Sharing(NamedTuple):
+    """Parameter sharing among ``n`` batched networks (``--share-params``, as BenchMARL's and EPyMARL's): network
+    ``k`` uses parameter group ``groups[k]``; ``ids[k]`` in ``0..n_ids-1`` is its agent index, an extra one-hot
+    input that tells the members of a group apart."""
+
+    groups: tuple
+    ids: tuple
+    n_ids: int
+
+    @property
+    def n_groups(self) -> int:
+        return max(self.groups) + 1
+
+    @classmethod
+    def by_team(cls, agents: Sequence[str], teams) -> "Sharing":
+        """One group per team (in ``teams``' order); the agent index is the position within the team."""
+        groups, ids = [0] * len(agents), [0] * len(agents)
+        for g, members in enumerate(teams.values()):
+            for k, member in enumerate(members):
+                groups[agents.index(member)], ids[agents.index(member)] = g, k
+        return cls(tuple(groups), tuple(ids), max(len(m) for m in teams.values()))
+
+    def twice(self) -> "Sharing":
+        """The sharing of twin networks ``[net_1..net_n, net_1'..net_n']``: each twin has its own groups."""
+        return Sharing(self.groups + tuple(g + self.n_groups for g in self.groups), self.ids + self.ids, self.n_ids)
+
+
 class BatchedLinear(nn.Module):
     """``n`` independent linear layers: ``x [n, B, d_in] -> x @ W[n] + b[n]``.
 
@@ -43,18 +70,28 @@ class BatchedLinear(nn.Module):
     are converted).
     """
 
-    def __init__(self, n: int, d_in: int, d_out: int, fan_in: Sequence[int] | None = None, dtype=None):
+    def __init__(self, n: int, d_in: int, d_out: int, fan_in: Sequence[int] | None = None, dtype=None,
+                 sharing: "Sharing | None" = None):
         super().__init__()
         self.dtype = dtype
-        self.weight = nn.Parameter(torch.empty(n, d_in, d_out))
-        self.bias = nn.Parameter(torch.empty(n, 1, d_out))
-        fan_in = fan_in or [d_in] * n
+        self.sharing, self.id_weight = sharing, None
+        groups = n if sharing is None else sharing.n_groups
+        self.weight = nn.Parameter(torch.empty(groups, d_in, d_out))
+        self.bias = nn.Parameter(torch.empty(groups, 1, d_out))
+        fan_in = list(fan_in or [d_in] * n)
+        if sharing is not None:  # a group's fan-in is its first member's; the agent index is n_ids more inputs
+            fan_in = [fan_in[sharing.groups.index(g)] + sharing.n_ids for g in range(groups)]
+            self.register_buffer("group_index", torch.tensor(sharing.groups), persistent=False)
+            self.register_buffer("agent_index", torch.tensor(sharing.ids), persistent=False)
+            self.id_weight = nn.Parameter(torch.empty(groups, sharing.n_ids, d_out)) if sharing.n_ids else None
         with torch.no_grad():  # nn.Linear's init, with each agent's true fan-in; padded input rows are zero
             for k, f in enumerate(fan_in):
                 bound = 1.0 / math.sqrt(f)
                 self.weight[k].uniform_(-bound, bound)
                 self.weight[k, f:] = 0.0
                 self.bias[k].uniform_(-bound, bound)
+                if self.id_weight is not None:
+                    self.id_weight[k].uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """``x [n, M, d_in]`` (one input per layer), or ``x [M, d_in]`` fed to all ``n`` with ``shared=True``.
@@ -62,8 +99,8 @@ class BatchedLinear(nn.Module):
         Returns ``[n, M, d_out]``, agent-major (contiguous, except the narrow outputs of :class:`_NarrowLinear`,
         ``d_out <= NARROW``, which are a transposed view of ``[n, d_out, M]``: only their reshape may copy).
         """
-        n, d_in, d_out = self.weight.shape
         w, b = self.params()
+        n, d_in, d_out = w.shape
         x = x.to(w.dtype)  # (no copy when it already is)
         if shared:  # a stride-0 batch: MKL reads the one input n times, nothing is copied
             x = x.expand(n, *x.shape)
@@ -72,10 +109,19 @@ class BatchedLinear(nn.Module):
         return torch.baddbmm(b, x, w)
 
     def params(self):
-        """``(weight, bias)`` in the compute dtype (a differentiable cast: gradients reach the float32 ones)."""
-        if self.dtype is None or self.dtype == self.weight.dtype:
-            return self.weight, self.bias
-        return self.weight.to(self.dtype), self.bias.to(self.dtype)
+        """``(weight, bias)`` ``[n, d_in, d_out]``, ``[n, 1, d_out]`` in the compute dtype (a differentiable cast:
+        gradients reach the float32 ones). With :class:`Sharing`, network k uses its group's parameters (the
+        gradient of a shared parameter sums over the group) and its bias adds the weight row of its agent index
+        (the same as a one-hot agent-index input)."""
+        weight, bias = self.weight, self.bias
+        if self.sharing is not None:
+            g = self.group_index
+            weight, bias = weight.index_select(0, g), bias.index_select(0, g)
+            if self.id_weight is not None:
+                bias = bias + self.id_weight[g, self.agent_index].unsqueeze(1)
+        if self.dtype is None or self.dtype == weight.dtype:
+            return weight, bias
+        return weight.to(self.dtype), bias.to(self.dtype)
 
 
 #: output widths up to which :class:`_NarrowLinear` replaces ``baddbmm`` (MKL's batched GEMM is slow for them)
@@ -117,12 +163,13 @@ class BatchedMLP(nn.Module):
     """
 
     def __init__(self, n: int, d_in: int, d_out: int, hidden: int = 128, layers: int = 2, fan_in=None,
-                 precision: str = "float32"):
+                 precision: str = "float32", sharing: Sharing | None = None):
         super().__init__()
         dims = [d_in] + [hidden] * layers + [d_out]
         dtype = compute_dtype(precision)
         self.layers = nn.ModuleList(
-            BatchedLinear(n, a, b, fan_in if k == 0 else None, dtype if k < layers else None)
+            BatchedLinear(n, a, b, fan_in if k == 0 else None, dtype if k < layers else None,
+                          sharing if k == 0 or sharing is None else sharing._replace(n_ids=0))
             for k, (a, b) in enumerate(zip(dims[:-1], dims[1:])))
         self.n = n
 
@@ -151,12 +198,29 @@ class BatchedMLP(nn.Module):
         """Agent ``k``'s network as a plain ``nn.Sequential`` (a copy; used to test the batched forward)."""
         mods = []
         for j, layer in enumerate(self.layers):
-            lin = nn.Linear(layer.weight.shape[1], layer.weight.shape[2])
+            weight, bias = layer.params()
+            lin = nn.Linear(weight.shape[1], weight.shape[2])
             with torch.no_grad():
-                lin.weight.copy_(layer.weight[k].T)
-                lin.bias.copy_(layer.bias[k, 0])
+                lin.weight.copy_(weight[k].T)
+                lin.bias.copy_(bias[k, 0])
             mods += [lin] + ([nn.ReLU()] if j + 1 < len(self.layers) else [])
         return nn.Sequential(*mods)
+
+
+def observation_index(obs_dims: Sequence[int]) -> torch.Tensor:
+    """``[n, max d_i]`` positions of agent i's observation in the state (concatenated observations); padding
+    points one past the state's end (:func:`gather_last` appends a zero there)."""
+    offsets = torch.tensor([0] + list(obs_dims)).cumsum(0)
+    index = torch.full((len(obs_dims), max(obs_dims)), int(offsets[-1]), dtype=torch.long)
+    for k, d in enumerate(obs_dims):
+        index[k, :d] = torch.arange(offsets[k], offsets[k] + d)
+    return index
+
+
+def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [*batch, D]``, ``index [n, m]`` into ``0..D`` (``D``: zero padding) ``-> [n, *batch, m]``."""
+    padded = torch.cat([x, x.new_zeros(x.shape[:-1] + (1,))], -1)
+    return padded[..., index].movedim(-2, 0)
 
 
 class Actors(nn.Module):
@@ -166,24 +230,19 @@ class Actors(nn.Module):
     network outputs each agent's policy parameters (``param_dim`` of its space), padded.
     """
 
-    def __init__(self, obs_dims: Sequence[int], action_spaces, hidden: int = 128, precision: str = "float32"):
+    def __init__(self, obs_dims: Sequence[int], action_spaces, hidden: int = 128, precision: str = "float32",
+                 sharing: Sharing | None = None):
         super().__init__()
         self.spaces = ActionSpaces.coerce(action_spaces)
         self.obs_dims, self.action_dims = tuple(obs_dims), self.spaces.param_dims
         n, d_obs, d_act = len(obs_dims), max(obs_dims), max(self.action_dims)
-        self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims), precision=precision)
-        offsets = torch.tensor([0] + list(obs_dims)).cumsum(0)
-        state_dim = int(offsets[-1])
-        index = torch.full((n, d_obs), state_dim, dtype=torch.long)  # state_dim points at an appended zero
-        for k, d in enumerate(obs_dims):
-            index[k, :d] = torch.arange(offsets[k], offsets[k] + d)
-        self.register_buffer("obs_index", index, persistent=False)
+        self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims), precision=precision, sharing=sharing)
+        self.register_buffer("obs_index", observation_index(obs_dims), persistent=False)
         self.register_buffer("pad_mask", self.spaces.pad_mask.clone(), persistent=False)
 
     def observations(self, state: torch.Tensor) -> torch.Tensor:
         """``state [*batch, D] -> padded per-agent observations [n, *batch, max d_i]``."""
-        padded = torch.cat([state, state.new_zeros(state.shape[:-1] + (1,))], -1)
-        return padded[..., self.obs_index].movedim(-2, 0)
+        return gather_last(state, self.obs_index)
 
     def pad_obs(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-agent observation list ``[K, d_i]`` -> ``[n, K, max d_i]``."""
@@ -197,10 +256,12 @@ class Actors(nn.Module):
 class TwinCritics(nn.Module):
     """Centralised twin critics ``Q_i^{(1,2)}(s, a)`` on the global state and all agents' actions (Fujimoto et al.)."""
 
-    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128, precision: str = "float32"):
+    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128, precision: str = "float32",
+                 sharing: Sharing | None = None):
         super().__init__()
         self.n = len(action_dims)
-        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden, precision=precision)
+        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden, precision=precision,
+                              sharing=None if sharing is None else sharing.twice())
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
         """``state [B, D]``, ``joint_actions [n, *batch, B, sum A]``: agent i's critic sees ``joint_actions[i]``.

@@ -15,28 +15,118 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # float32 [B]: 1.0 where the episode really ended (not a time limit)
 
 
+#: ``replay_dtype`` (:data:`pgm_marl.config.REPLAY_DTYPES`) -> the dtype observations are stored in
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+#: rows per allocated chunk of a :class:`ChunkedRows`
+CHUNK_ROWS = 1 << 14
+
+
+class ChunkedRows:
+    """Rows ``[width]`` of ``dtype`` at int64 positions, stored in chunks of :data:`CHUNK_ROWS` that are allocated
+    when first written (memory grows with what is held, never a preallocated ``capacity x width`` block) and
+    dropped by :meth:`free_below`."""
+
+    def __init__(self, width: int, dtype: torch.dtype = torch.float32, chunk_rows: int = CHUNK_ROWS):
+        self.width, self.dtype, self.chunk_rows = width, dtype, chunk_rows
+        self.chunks: Dict[int, torch.Tensor] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.numel() * c.element_size() for c in self.chunks.values())
+
+    def _split(self, index: torch.Tensor):
+        chunk = torch.div(index, self.chunk_rows, rounding_mode="floor")
+        first, last = int(chunk.min()), int(chunk.max())
+        return chunk, index - chunk * self.chunk_rows, range(first, last + 1)
+
+    def write(self, index: torch.Tensor, rows: torch.Tensor) -> None:
+        if len(index) == 0:
+            return
+        chunk, offset, ids = self._split(index)
+        rows = rows.to(self.dtype)
+        for c in ids:
+            mask = chunk == c
+            if c not in self.chunks:
+                if not bool(mask.any()):
+                    continue
+                self.chunks[c] = torch.zeros(self.chunk_rows, self.width, dtype=self.dtype)
+            self.chunks[c][offset[mask]] = rows[mask]
+
+    def read(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows at ``index`` ``[len(index), width]``: float32 for floating storage, else the stored dtype."""
+        dtype = torch.float32 if self.dtype.is_floating_point else self.dtype
+        out = torch.empty(len(index), self.width, dtype=dtype)
+        if len(index) == 0:
+            return out
+        chunk, offset, ids = self._split(index)
+        if len(ids) == 1:
+            return self.chunks[ids[0]][offset].to(dtype)
+        for c in ids:
+            mask = chunk == c
+            if bool(mask.any()):
+                out[mask] = self.chunks[c][offset[mask]].to(dtype)
+        return out
+
+    def free_below(self, position: int) -> None:
+        """Drop every chunk whose rows all lie below ``position`` (no longer referenced)."""
+        for c in [c for c in self.chunks if (c + 1) * self.chunk_rows <= position]:
+            del self.chunks[c]
+
+
+#: ``next_slot`` codes: the next state is another transition's state (>= 0), in the tail, or in ``pending``
+_TAIL, _PENDING = -1, -2
+
+
 class ReplayBuffer:
-    """Preallocated tensors; ``add`` writes K transitions at once, overwriting the oldest when full.
+    """Round-robin buffer of ``capacity`` joint transitions that stores each observation once.
+
+    ``add`` writes K transitions at once (one per env copy), overwriting the oldest when full. A transition's
+    next state is, while its episode goes on, the state of the transition the same copy adds next (a link to
+    that slot); otherwise (the episode ended, or the copy was reset) it is kept in a *tail* of episode-final
+    states (about one row per episode); the newest K next states are held until the next ``add`` tells which.
+    A link is made only when the next call's state row equals the held next state, so a sampled next state is
+    always exactly what was added. Rows live in :class:`ChunkedRows` (allocated as the buffer fills), in
+    ``storage_dtype`` (float32; float16 or bfloat16 halve the memory and round each observation to 11 or 8
+    significant bits). Sampling draws the same slots, and returns the same values in float32 storage, as a
+    buffer storing both states in full.
 
     Actions: ``action_width`` columns (default ``n_agents``: one action index per agent) of ``action_dtype``
     (float32 where some agent's actions are boxes).
     """
 
     def __init__(self, capacity: int, state_dim: int, n_agents: int, action_width: Optional[int] = None,
-                 action_dtype: torch.dtype = torch.int64):
+                 action_dtype: torch.dtype = torch.int64, storage_dtype: torch.dtype = torch.float32):
         if capacity < 1:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self.capacity, self.state_dim, self.n_agents = capacity, state_dim, n_agents
-        self.state = torch.zeros(capacity, state_dim)
-        self.actions = torch.zeros(capacity, n_agents if action_width is None else action_width, dtype=action_dtype)
-        self.reward = torch.zeros(capacity, n_agents)
-        self.next_state = torch.zeros(capacity, state_dim)
-        self.terminated = torch.zeros(capacity)
+        self.storage_dtype = storage_dtype
+        width = n_agents if action_width is None else action_width
+        rows = min(CHUNK_ROWS, capacity)
+        self.states = ChunkedRows(state_dim, storage_dtype, rows)
+        self.actions = ChunkedRows(width, action_dtype, rows)
+        self.reward = ChunkedRows(n_agents, torch.float32, rows)
+        self.terminated = ChunkedRows(1, torch.float32, rows)
+        self.next_slot = ChunkedRows(1, torch.int64, rows)  # >= 0: that slot's state; _TAIL; _PENDING
+        self.next_ref = ChunkedRows(1, torch.int64, rows)  # tail position (_TAIL) or pending row (_PENDING)
+        tail_rows = min(CHUNK_ROWS, max(capacity // 8, 1))
+        self.tail = ChunkedRows(state_dim, storage_dtype, tail_rows)
+        self.tail_count = 0  # tail positions ever written
+        self.tail_owner = ChunkedRows(1, torch.int64, tail_rows)  # add position of each tail row's transition
+        self.pending = torch.zeros(0, state_dim)  # the newest add's next states, float32
+        self.pending_slots = torch.zeros(0, dtype=torch.long)
+        self.added = 0  # transitions ever added (the position of the next one)
         self.cursor = 0  # next slot to write
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (observations, actions, rewards, links, tail; not the K pending next states)."""
+        return sum(x.nbytes for x in (self.states, self.actions, self.reward, self.terminated, self.next_slot,
+                                      self.next_ref, self.tail, self.tail_owner))
 
     def add(self, state, actions, reward, next_state, terminated) -> None:
         """Insert K transitions: ``state [K, D], actions [K, n], reward [K, n], next_state [K, D], terminated [K]``."""
@@ -44,47 +134,130 @@ class ReplayBuffer:
         if k > self.capacity:  # only the newest `capacity` survive
             state, actions, reward, next_state, terminated = (
                 x[-self.capacity:] for x in (state, actions, reward, next_state, terminated))
+            self.added += k - self.capacity
             k = self.capacity
         idx = (self.cursor + torch.arange(k)) % self.capacity
-        self.state[idx] = state.float()
-        self.actions[idx] = actions.to(self.actions.dtype)
-        self.reward[idx] = reward.float()
-        self.next_state[idx] = next_state.float()
-        self.terminated[idx] = terminated.float()
+        self._settle_pending(state.float(), idx)
+        self.states.write(idx, state)
+        self.actions.write(idx, actions)
+        self.reward.write(idx, reward.float())
+        self.terminated.write(idx, terminated.float().reshape(k, 1))
+        self.next_slot.write(idx, torch.full((k, 1), _PENDING))
+        self.next_ref.write(idx, torch.arange(k).reshape(k, 1))
+        self.pending, self.pending_slots = next_state.float().clone(), idx
+        self.added += k
         self.cursor = (self.cursor + k) % self.capacity
         self.size = min(self.size + k, self.capacity)
+        self._free_tail()
+
+    def _settle_pending(self, state: torch.Tensor, idx: torch.Tensor) -> None:
+        """Resolve the previous add's next states: a link to this add's slot where the copy continues (its next
+        state is this add's state, bit for bit), else a tail row. Slots this add overwrites are not touched."""
+        slots = self.pending_slots
+        if len(slots) == 0:
+            return
+        alive = ~torch.isin(slots, idx)
+        link = torch.zeros(len(slots), dtype=torch.bool)
+        if state.shape == self.pending.shape:
+            link = (state == self.pending).all(-1)
+        linked, tailed = alive & link, alive & ~link
+        if bool(linked.any()):  # (then the two adds have the same K: row k is copy k in both)
+            self.next_slot.write(slots[linked], idx[linked].unsqueeze(-1))
+        n_tail = int(tailed.sum())
+        if n_tail:
+            pos = self.tail_count + torch.arange(n_tail)
+            self.tail.write(pos, self.pending[tailed])
+            owners = self.added - len(slots) + torch.nonzero(tailed).squeeze(-1)
+            self.tail_owner.write(pos, owners.unsqueeze(-1))
+            self.next_slot.write(slots[tailed], torch.full((n_tail, 1), _TAIL))
+            self.next_ref.write(slots[tailed], pos.unsqueeze(-1))
+            self.tail_count += n_tail
+        self.pending_slots = torch.zeros(0, dtype=torch.long)
+
+    def _free_tail(self) -> None:
+        """Drop tail chunks whose transitions have all been overwritten (tail rows are written in add order)."""
+        oldest = self.added - self.size  # add position of the oldest live transition
+        chunk = self.tail.chunk_rows
+        for c in sorted(self.tail.chunks):
+            last = min((c + 1) * chunk, self.tail_count) - 1
+            if last < c * chunk or int(self.tail_owner.read(torch.tensor([last]))[0, 0]) >= oldest:
+                break
+            for rows in (self.tail, self.tail_owner):
+                rows.free_below((c + 1) * chunk)
+
+    def next_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The next states of the transitions in slots ``idx``, float32 ``[len(idx), D]``."""
+        code, ref = self.next_slot.read(idx)[:, 0], self.next_ref.read(idx)[:, 0]
+        out = torch.empty(len(idx), self.state_dim)
+        for mask, rows in ((code >= 0, lambda m: self.states.read(code[m])),
+                           (code == _TAIL, lambda m: self.tail.read(ref[m])),
+                           (code == _PENDING, lambda m: self.pending[ref[m]].to(self.storage_dtype).float())):
+            if bool(mask.any()):
+                out[mask] = rows(mask)
+        return out
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """Uniform sample with replacement, reproducible through ``generator``."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = torch.randint(self.size, (batch_size,), generator=generator)
-        return Batch(self.state[idx], self.actions[idx], self.reward[idx], self.next_state[idx], self.terminated[idx])
+        return Batch(self.states.read(idx), self.actions.read(idx), self.reward.read(idx),
+                     self.next_states(idx), self.terminated.read(idx)[:, 0])
+
+    _ROWS = ("states", "actions", "reward", "terminated", "next_slot", "next_ref", "tail", "tail_owner")
 
     def state_dict(self) -> Dict[str, object]:
-        """Only the filled part plus cursor (a full buffer keeps its slot order)."""
-        n = self.size
-        # torch.save writes a view's whole storage, so copy a partly filled buffer's prefix
-        part = (lambda x: x) if n == self.capacity else (lambda x: x[:n].clone())
-        names = ("state", "actions", "reward", "next_state", "terminated")
-        return {"capacity": self.capacity, "cursor": self.cursor, "size": n,
-                **{name: part(getattr(self, name)) for name in names}}
+        """Everything held, as the allocated chunks themselves (no copy: a checkpoint of a large buffer does not
+        double the memory)."""
+        return {"format": 2, "capacity": self.capacity, "cursor": self.cursor, "size": self.size,
+                "added": self.added, "tail_count": self.tail_count, "pending": self.pending,
+                "pending_slots": self.pending_slots, "widths": [getattr(self, r).width for r in self._ROWS],
+                "chunks": {r: dict(getattr(self, r).chunks) for r in self._ROWS}}
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
-        n = int(state["size"])
-        if int(state["capacity"]) != self.capacity or state["state"].shape[1:] != self.state.shape[1:] \
-                or state["actions"].shape[1:] != self.actions.shape[1:]:
-            raise ValueError(f"replay buffer shape mismatch: saved capacity {state['capacity']}, "
-                             f"state {tuple(state['state'].shape)}; this buffer has capacity {self.capacity}, "
+        """Restore :meth:`state_dict`, or the older format that stored ``next_state`` in full (into the tail)."""
+        widths = [getattr(self, r).width for r in self._ROWS]
+        if "format" not in state:
+            state = self._from_full_format(state)
+        if int(state["capacity"]) != self.capacity or list(state["widths"]) != widths:
+            raise ValueError(f"replay buffer shape mismatch: saved capacity {state['capacity']}, row widths "
+                             f"{list(state['widths'])}; this buffer has capacity {self.capacity}, row widths {widths} "
+                             f"(state_dim {self.state_dim}, n_agents {self.n_agents})")
+        for r in self._ROWS:
+            rows = getattr(self, r)
+            rows.chunks = {int(c): t.to(rows.dtype) for c, t in state["chunks"][r].items()}
+        self.cursor, self.size, self.added = int(state["cursor"]), int(state["size"]), int(state["added"])
+        self.tail_count = int(state["tail_count"])
+        self.pending, self.pending_slots = state["pending"], state["pending_slots"]
+
+    def _from_full_format(self, state: Dict[str, object]) -> Dict[str, object]:
+        """A checkpoint from before observations were stored once (``state`` and ``next_state`` in full, slot
+        order): every next state goes to the tail, in add order."""
+        n, cursor = int(state["size"]), int(state["cursor"])
+        if int(state["capacity"]) != self.capacity or state["state"].shape[1:] != (self.state_dim,) \
+                or state["actions"].shape[1:] != (self.actions.width,):
+            raise ValueError(f"replay buffer shape mismatch: saved capacity {state['capacity']}, state "
+                             f"{tuple(state['state'].shape)}; this buffer has capacity {self.capacity}, "
                              f"state_dim {self.state_dim}, n_agents {self.n_agents}")
-        for name in ("state", "actions", "reward", "next_state", "terminated"):
-            getattr(self, name)[:n] = state[name]
-        self.cursor, self.size = int(state["cursor"]), n
+        fresh = ReplayBuffer(self.capacity, self.state_dim, self.n_agents, self.actions.width, self.actions.dtype,
+                             self.storage_dtype)
+        idx = torch.arange(n)
+        order = torch.argsort((idx - cursor) % n) if n == self.capacity else idx  # slots in add order
+        fresh.states.write(idx, state["state"])
+        fresh.actions.write(idx, state["actions"])
+        fresh.reward.write(idx, state["reward"])
+        fresh.terminated.write(idx, state["terminated"].reshape(n, 1))
+        fresh.next_slot.write(idx, torch.full((n, 1), _TAIL))
+        fresh.next_ref.write(order, idx.unsqueeze(-1))  # slot order[p] -> tail position p
+        fresh.tail.write(idx, state["next_state"][order])
+        fresh.tail_owner.write(idx, idx.unsqueeze(-1))
+        fresh.cursor, fresh.size, fresh.added, fresh.tail_count = cursor, n, n, n
+        return fresh.state_dict()
 
 
 class ReplayMemory:
     """How an off-policy learner collects and when it updates (Algorithm 1): every transition goes into a
-    round-robin :class:`ReplayBuffer` of ``cfg.buffer_size`` (allocated at the first write or load), and one
+    round-robin :class:`ReplayBuffer` of ``cfg.buffer_size`` (observations in ``cfg.replay_dtype``), and one
     gradient step is due every ``cfg.update_every`` env steps once ``cfg.learning_starts`` env steps and
     ``cfg.batch_size`` transitions are in; batches are sampled with its own generator (seeded ``cfg.seed``,
     checkpointed as ``"replay"``)."""
@@ -99,8 +272,14 @@ class ReplayMemory:
     @property
     def buffer(self) -> ReplayBuffer:
         if self._buffer is None:
-            self._buffer = ReplayBuffer(self.cfg.buffer_size, *self._layout)
+            dtype = STORAGE_DTYPES[getattr(self.cfg, "replay_dtype", "float32")]
+            self._buffer = ReplayBuffer(self.cfg.buffer_size, *self._layout, storage_dtype=dtype)
         return self._buffer
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the buffer holds (it grows as it fills)."""
+        return 0 if self._buffer is None else self._buffer.nbytes
 
     def __len__(self) -> int:
         return 0 if self._buffer is None else len(self._buffer)

@@ -24,9 +24,9 @@ def test_replay_round_robin():
     assert len(buf) == 3 and buf.cursor == 3
     fill(buf, 3, 4)  # wraps: slots 3, 4, 0, 1
     assert len(buf) == 5 and buf.cursor == 2
-    assert buf.state[:, 0].tolist() == [5, 6, 2, 3, 4]
+    assert buf.states.read(torch.arange(5))[:, 0].tolist() == [5, 6, 2, 3, 4]
     fill(buf, 100, 7)  # more than capacity at once: the newest 5 survive
-    assert sorted(buf.state[:, 0].tolist()) == [102, 103, 104, 105, 106]
+    assert sorted(buf.states.read(torch.arange(5))[:, 0].tolist()) == [102, 103, 104, 105, 106]
 
 
 def test_replay_sampling_deterministic_and_state_dict():
@@ -38,7 +38,7 @@ def test_replay_sampling_deterministic_and_state_dict():
     assert a.state.shape == (8, 4) and a.actions.dtype == torch.int64 and a.terminated.shape == (8,)
     assert set(a.state[:, 0].tolist()) <= set(range(6))
     sd = buf.state_dict()
-    assert sd["state"].shape[0] == 6 and sd["cursor"] == 6
+    assert sd["size"] == 6 and sd["cursor"] == 6
     other = ReplayBuffer(10, state_dim=4, n_agents=2)
     other.load_state_dict(sd)
     c = other.sample(8, torch.Generator().manual_seed(1))
@@ -47,6 +47,83 @@ def test_replay_sampling_deterministic_and_state_dict():
         ReplayBuffer(11, state_dim=4, n_agents=2).load_state_dict(sd)
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(3, 4, 2).sample(1, torch.Generator())
+
+
+class FullReplay:
+    """The reference: a round-robin buffer that stores state and next state of every transition in full."""
+
+    def __init__(self, capacity):
+        self.capacity, self.rows, self.cursor = capacity, {}, 0
+
+    def add(self, state, next_state):
+        for k in range(state.shape[0]):
+            self.rows[(self.cursor + k) % self.capacity] = (state[k].clone(), next_state[k].clone())
+        self.cursor = (self.cursor + state.shape[0]) % self.capacity
+
+
+@pytest.mark.parametrize("capacity,copies,steps,dtype", [(50, 4, 5, torch.float32), (37, 4, 5, torch.float32),
+                                                          (9, 4, 3, torch.float32), (23, 3, 4, torch.float16),
+                                                          (60, 2, 6, torch.bfloat16)])
+def test_lean_replay_returns_what_a_full_buffer_holds(capacity, copies, steps, dtype):
+    """Observations stored once (next state = the next row's state, a tail row at an episode's end or reset):
+    after every add, every slot's state and next state equal a buffer that stores both in full (rounded to
+    the storage dtype), through wrap-around, copies reset mid-episode, tail chunks freed, a checkpoint
+    round trip; and sampling draws the same slots. A link to the wrong slot, a tail row freed while still
+    referenced, or a pending next state that is not rounded like the stored ones fails here."""
+    g = torch.Generator().manual_seed(0)
+    lean, full = ReplayBuffer(capacity, 3, 2, storage_dtype=dtype), FullReplay(capacity)
+    for episode in range(12):
+        s = torch.randn(copies, 3, generator=g)
+        for t in range(steps):
+            ns = torch.randn(copies, 3, generator=g)
+            lean.add(s, torch.randint(5, (copies, 2), generator=g), torch.randn(copies, 2, generator=g), ns,
+                     torch.zeros(copies))
+            full.add(s, ns)
+            s = ns.clone()
+            reset = torch.rand(copies, generator=g) < 0.2  # some copies restart mid-episode
+            s[reset] = torch.randn(int(reset.sum()), 3, generator=g)
+            idx = torch.arange(len(lean))
+            want = [torch.stack([full.rows[i][k] for i in range(len(lean))]).to(dtype).float() for k in (0, 1)]
+            assert torch.equal(lean.states.read(idx), want[0]) and torch.equal(lean.next_states(idx), want[1])
+    assert lean.tail_count > 2 * lean.tail.chunk_rows and 0 not in lean.tail.chunks  # early tail chunks freed
+    restored = ReplayBuffer(capacity, 3, 2, storage_dtype=dtype)
+    restored.load_state_dict(lean.state_dict())
+    a, b = (buf.sample(64, torch.Generator().manual_seed(3)) for buf in (lean, restored))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_lean_replay_memory_grows_with_what_it_holds():
+    """Chunks are allocated as the buffer fills: a buffer of a million transitions holding a few thousand
+    holds a few thousand rows, about one state per transition (not two)."""
+    from pgm_marl import replay
+    buf = ReplayBuffer(1_000_000, 100, 2)
+    assert buf.nbytes == 0
+    for episode in range(20):  # 20 episodes x 25 steps x 100 copies = 50 000 transitions
+        s = torch.randn(100, 100)
+        for t in range(25):
+            ns = torch.randn(100, 100)
+            buf.add(s, torch.zeros(100, 2, dtype=torch.long), torch.zeros(100, 2), ns, torch.zeros(100))
+            s = ns
+    chunks = -(-50_000 // replay.CHUNK_ROWS)  # ceil
+    state_bytes = chunks * replay.CHUNK_ROWS * 100 * 4
+    assert len(buf.states.chunks) == chunks and buf.tail.nbytes <= replay.CHUNK_ROWS * 100 * 4
+    assert buf.nbytes < 1.5 * state_bytes  # a second copy of every state would be 2x
+
+
+def test_replay_loads_the_older_full_format():
+    """A checkpoint written before observations were stored once (state and next_state in full) still
+    resumes: every sampled transition is what the old buffer held."""
+    g = torch.Generator().manual_seed(1)
+    n, cap = 7, 7
+    old = {"capacity": cap, "cursor": 3, "size": n, "state": torch.randn(n, 4, generator=g),
+           "actions": torch.randint(5, (n, 2), generator=g), "reward": torch.randn(n, 2, generator=g),
+           "next_state": torch.randn(n, 4, generator=g), "terminated": torch.zeros(n)}
+    buf = ReplayBuffer(cap, 4, 2)
+    buf.load_state_dict(old)
+    batch = buf.sample(32, torch.Generator().manual_seed(0))
+    idx = torch.randint(n, (32,), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(batch.state, old["state"][idx]) and torch.equal(batch.next_state, old["next_state"][idx])
+    assert torch.equal(batch.actions, old["actions"][idx])
 
 
 def test_checkpoint_atomic_and_weights_only(tmp_path):

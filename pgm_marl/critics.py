@@ -1,0 +1,260 @@
+r"""The forms of Q_i(s, a) (section 5.4, ``--critic``): one interface, so eq. 7-9 never see which one runs.
+
+Every form is a module with twin critics for all ``n`` agents and the interface of
+:class:`~pgm_marl.networks.TwinCritics`, the only thing :class:`~pgm_marl.inference.masac.MASACLoss` and
+:class:`~pgm_marl.models.worlds.CriticWorld` call:
+
+* ``forward(state [B, D], joint [n, *batch, B, sum size]) -> (q1, q2)``, each ``[n, *batch, B]``: agent i's
+  critics see the global state (the concatenated observations) and ``joint[i]``, its own view of the joint
+  action (site values: one-hot or relaxed one-hot for discrete actions, the action vector for boxes);
+* ``min(state, joint)``: the smaller twin.
+
+The forms differ only in what they read:
+
+========================  ===========================================================================  =======
+``--critic``              Q_i reads                                                                    source
+========================  ===========================================================================  =======
+``mlp``                   the whole state and joint action (one MLP per agent; the paper's critic)     eq. 7-8
+``local``                 o_i, a_i only: no centralisation                                             --
+``mean-field``            o_i, a_i and, per team, the mean action of the team's other members          Yang 18
+``attention``             o_i, a_i and an attention summary of every other agent's (o_j, a_j)          Iqbal 19
+========================  ===========================================================================  =======
+
+With :class:`~pgm_marl.networks.Sharing` (``--share-params``) the agents of a team share each form's per-agent
+parameters and an agent-index input tells them apart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CRITIC_FORMS
+from .errors import UserError
+from .models.actions import ActionSpaces
+from .networks import BatchedLinear, BatchedMLP, Sharing, TwinCritics, gather_last, observation_index
+
+__all__ = ["CRITIC_FORMS", "make_critic", "LocalCritics", "MeanFieldCritics", "AttentionCritics", "AgentInputs"]
+
+
+class AgentInputs(nn.Module):
+    """Each agent's slice of the state and of a joint action, zero-padded to the widest agent."""
+
+    def __init__(self, obs_dims: Sequence[int], sizes: Sequence[int]):
+        super().__init__()
+        self.n, self.d_obs, self.size = len(obs_dims), max(obs_dims), max(sizes)
+        self.register_buffer("obs_index", observation_index(obs_dims), persistent=False)
+        self.register_buffer("slot_index", observation_index(sizes), persistent=False)
+
+    def obs(self, state: torch.Tensor) -> torch.Tensor:
+        """``state [B, D] -> o [n, B, max d_i]``."""
+        return gather_last(state, self.obs_index)
+
+    def slots(self, joint: torch.Tensor) -> torch.Tensor:
+        """``joint [n, *batch, B, S] -> [n, *batch, B, n, max size]``: ego i's value of every agent j's action."""
+        padded = torch.cat([joint, joint.new_zeros(joint.shape[:-1] + (1,))], -1)
+        return padded[..., self.slot_index]
+
+    def own(self, slots: torch.Tensor) -> torch.Tensor:
+        """Each ego's own action ``[n, *batch, B, max size]`` from :meth:`slots`."""
+        return slots.diagonal(dim1=0, dim2=-2).movedim(-1, 0)
+
+
+class _Form(nn.Module):
+    def min(self, state: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(*self(state, joint_actions))
+
+
+class LocalCritics(_Form):
+    """``Q_i(o_i, a_i)``: independent learners' critics, no centralisation (the baseline every other form must
+    beat); the other agents enter only through the data."""
+
+    def __init__(self, obs_dims, action_spaces, hidden: int = 128, precision: str = "float32",
+                 sharing: Sharing | None = None):
+        super().__init__()
+        spaces = ActionSpaces.coerce(action_spaces)
+        self.inputs = AgentInputs(obs_dims, spaces.sizes)
+        self.n = len(obs_dims)
+        self.net = BatchedMLP(2 * self.n, self.inputs.d_obs + self.extra_width(spaces) + self.inputs.size, 1,
+                              hidden, precision=precision, sharing=None if sharing is None else sharing.twice())
+
+    def extra_width(self, spaces) -> int:
+        return 0
+
+    def extra(self, slots: torch.Tensor) -> list:
+        return []
+
+    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
+        slots = self.inputs.slots(joint_actions)  # [n, *batch, B, n, size]
+        own = self.inputs.own(slots)
+        obs = self.inputs.obs(state)  # [n, B, d_obs]
+        obs = obs.reshape(self.n, *([1] * (own.dim() - obs.dim())), *obs.shape[1:]).expand(*own.shape[:-1], -1)
+        x = torch.cat([obs, own, *self.extra(slots)], -1)
+        q = self.net(torch.cat([x, x])).squeeze(-1)
+        return q[: self.n], q[self.n:]
+
+
+class MeanFieldCritics(LocalCritics):
+    """``Q_i(o_i, a_i, mean_{j in T, j != i} a_j for each team T)`` (Yang et al. 2018): the others enter only
+    through one mean action per team (a mean of one-hot vectors for discrete actions, of the action vectors for
+    boxes; an agent alone in its team reads zeros for its own team), so the input does not grow with n."""
+
+    def __init__(self, obs_dims, action_spaces, teams: Sequence[Sequence[int]], hidden: int = 128,
+                 precision: str = "float32", sharing: Sharing | None = None):
+        n = len(obs_dims)
+        if n < 2:
+            raise UserError("--critic mean-field needs other agents (Q_i reads their mean action), but the task "
+                            "has 1 agent; accepted for it: mlp, local")
+        spaces = ActionSpaces.coerce(action_spaces)
+        self.team_sizes = [max(spaces.sizes[j] for j in team) for team in teams]
+        super().__init__(obs_dims, spaces, hidden, precision, sharing)
+        weights = torch.zeros(len(teams), n, n)  # [team, ego, other]: the averaging weights
+        for t, team in enumerate(teams):
+            for i in range(n):
+                others = [j for j in team if j != i]
+                weights[t, i, others] = 1.0 / max(len(others), 1)
+        self.register_buffer("mean_weights", weights, persistent=False)
+
+    def extra_width(self, spaces) -> int:
+        return sum(self.team_sizes)
+
+    def extra(self, slots: torch.Tensor) -> list:
+        n = self.n
+        w = self.mean_weights.reshape(len(self.team_sizes), n, *([1] * (slots.dim() - 3)), n, 1)
+        return [(slots * w[t]).sum(-2)[..., :size] for t, size in enumerate(self.team_sizes)]
+
+
+class AttentionCritics(_Form):
+    r"""The attention critic of Iqbal & Sha 2019 (MAAC), one per twin:
+
+    .. math::
+
+        e_j = \mathrm{LeakyReLU}(W_j [o_j, a_j]), \quad
+        x_i = \big\Vert_h \sum_{j \ne i} \mathrm{softmax}_j\Big(\frac{(W^h_q e_i)^\top W^h_k e_j}{\sqrt{d_k}}\Big)
+              \mathrm{LeakyReLU}(W^h_v e_j), \quad
+        Q_i = f_i([e_i, x_i])
+
+    with per-agent encoders ``W_j`` and output heads ``f_i`` (Linear(2H, H), ReLU, Linear(H, 1)), and keys,
+    queries and values shared by all agents. Unlike MAAC, whose head outputs Q for every discrete action of
+    agent i, the query and the head read agent i's embedding of its own action, so relaxed one-hot and box
+    actions enter Q_i differentiably, as eq. 9 needs. Left out of MAAC: the 1e-3 penalty on the attention
+    logits and the 1/n scaling of shared modules' gradients (they would change the loss).
+
+    Cost: when every ego sees its own joint action (the actor step of eq. 9), agent i's view of agent j's
+    embedding differs per ego; for discrete actions that are one-hot (the others' actions are exact draws or
+    buffer actions in every loss) each agent's embedding, key and value are computed once per action and
+    looked up, so the step grows with n^2 * B * |A| * H instead of n^2 * B * H^2; otherwise (boxes, relaxed
+    actions of the others) every (ego, agent) pair is embedded.
+    """
+
+    def __init__(self, obs_dims, action_spaces, hidden: int = 128, precision: str = "float32",
+                 sharing: Sharing | None = None, heads: int = 4):
+        super().__init__()
+        n = len(obs_dims)
+        if n < 2:
+            raise UserError("--critic attention needs other agents to attend to, but the task has 1 agent; "
+                            "accepted for it: mlp, local")
+        if hidden % heads:
+            raise UserError(f"--critic attention splits hidden={hidden} into {heads} heads; accepted: a multiple "
+                            f"of {heads}")
+        spaces = ActionSpaces.coerce(action_spaces)
+        self.n, self.heads, self.hidden = n, heads, hidden
+        self.inputs = AgentInputs(obs_dims, spaces.sizes)
+        self.counts = [s.n if s.enumerable else 0 for s in spaces]  # one-hot lookups need discrete actions
+        twins = None if sharing is None else sharing.twice()
+        self.encoder = BatchedLinear(2 * n, self.inputs.d_obs + self.inputs.size, hidden, sharing=twins)
+        self.query = BatchedLinear(2, hidden, hidden)  # (biases of the query and the key are unused: zeroed)
+        self.key = BatchedLinear(2, hidden, hidden)
+        self.value = BatchedLinear(2, hidden, hidden)
+        with torch.no_grad():
+            self.query.bias.zero_()
+            self.key.bias.zero_()
+        self.query.bias.requires_grad_(False)
+        self.key.bias.requires_grad_(False)
+        self.head = BatchedMLP(2 * n, 2 * hidden, 1, hidden, layers=1, precision=precision, sharing=twins)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(*x.shape[:-1], self.heads, self.hidden // self.heads)
+
+    def _project(self, layer: BatchedLinear, e: torch.Tensor) -> torch.Tensor:
+        """``e [2, ..., H] -> [2, ..., heads, d]`` through the twin's shared projection."""
+        w, b = layer.params()
+        out = torch.baddbmm(b, e.reshape(2, -1, self.hidden), w).reshape(e.shape)
+        return self._split(F.leaky_relu(out) if layer is self.value else out)
+
+    def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
+        n, hid = self.n, self.hidden
+        batch = joint_actions.shape[1:-2]
+        B = state.shape[0]
+        shared = joint_actions.stride(0) == 0 and not batch  # every ego sees the same joint action
+        joint = joint_actions.reshape(n, -1, B, joint_actions.shape[-1])  # [n, R, B, S]
+        slots = self.inputs.slots(joint[:1] if shared else joint)  # [n_ego or 1, R, B, n, size]
+        w, b = self.encoder.params()
+        w_obs, w_act = w[:, : self.inputs.d_obs], w[:, self.inputs.d_obs:]  # [2n, d, H]
+        obs = self.inputs.obs(state)  # [n, B, d_obs]
+        h_obs = torch.baddbmm(b, torch.cat([obs, obs]), w_obs).view(2, n, 1, B, hid)  # state part, once
+        if shared:
+            own = slots[0].movedim(-2, 0)  # [n, R, B, size]
+        else:
+            own = self.inputs.own(slots)
+        h_own = torch.bmm(torch.cat([own, own]).reshape(2 * n, -1, own.shape[-1]), w_act)
+        e_self = F.leaky_relu(h_obs + h_own.view(2, n, *own.shape[1:-1], hid))  # [2, n, R, B, H]
+        query = self._split(torch.bmm(e_self.reshape(2, -1, hid), self.query.params()[0]).view(e_self.shape))
+        scale = 1.0 / math.sqrt(hid // self.heads)
+        eye = torch.eye(n, dtype=torch.bool).view(1, n, n, 1, 1, 1)
+        if shared:  # e_j is the same for every ego: keys and values once per agent
+            keys, values = self._project(self.key, e_self), self._project(self.value, e_self)
+            logits = torch.einsum("tirbhd,tjrbhd->tijrbh", query, keys) * scale
+            weights = logits.masked_fill(eye, -math.inf).softmax(2)
+            summary = torch.einsum("tijrbh,tjrbhd->tirbhd", weights, values)
+        elif self._one_hot_others(slots):  # lookup: every agent's embedding, key, value per discrete action
+            a_max = max(self.counts)
+            table = F.leaky_relu(h_obs.squeeze(2).unsqueeze(3) + w_act[:, :a_max].view(2, n, 1, a_max, hid))
+            keys, values = self._project(self.key, table), self._project(self.value, table)  # [2, n, B, A, h, d]
+            index = slots[..., :a_max].argmax(-1).movedim(-1, 1)  # [i, j, R, B]: ego i's action of agent j
+            scores = torch.einsum("tirbhd,tjbahd->tijrbah", query, keys) * scale
+            gathered = index.view(1, n, n, *index.shape[2:], 1, 1).expand(2, -1, -1, -1, -1, 1, self.heads)
+            logits = scores.gather(-2, gathered).squeeze(-2)  # [2, i, j, R, B, h]
+            weights = logits.masked_fill(eye, -math.inf).softmax(2)
+            one_hot = F.one_hot(index, a_max).to(weights.dtype)  # [i, j, R, B, A]
+            summary = torch.einsum("tijrbh,ijrba,tjbahd->tirbhd", weights, one_hot, values)
+        else:  # every (ego, agent) pair embedded: e_j as ego i sees a_j
+            acts = slots.movedim(-2, 1)  # [i, j, R, B, size]
+            h_pair = torch.einsum("ijrbs,tjsh->tijrbh", acts, w_act.view(2, n, -1, hid))
+            e_pair = F.leaky_relu(h_obs.unsqueeze(1) + h_pair)  # [2, i, j, R, B, H]
+            keys, values = self._project(self.key, e_pair), self._project(self.value, e_pair)
+            logits = torch.einsum("tirbhd,tijrbhd->tijrbh", query, keys) * scale
+            weights = logits.masked_fill(eye, -math.inf).softmax(2)
+            summary = torch.einsum("tijrbh,tijrbhd->tirbhd", weights, values)
+        x = torch.cat([e_self, summary.reshape(e_self.shape)], -1).reshape(2 * n, -1, 2 * hid)
+        q = self.head(x).reshape(2 * n, *batch, B)
+        return q[:n], q[n:]
+
+    def _one_hot_others(self, slots: torch.Tensor) -> bool:
+        """Whether every agent is discrete and each ego's value of every other agent's action is one-hot."""
+        if not all(self.counts):
+            return False
+        off = ~torch.eye(self.n, dtype=torch.bool).view(self.n, *([1] * (slots.dim() - 3)), self.n)
+        binary = ((slots == 0) | (slots == 1)).all(-1) & (slots.sum(-1) == 1)
+        return bool((binary | ~off).all())
+
+
+
+
+def make_critic(form: str, spec, action_spaces, hidden: int = 128, precision: str = "float32",
+                sharing: Sharing | None = None) -> nn.Module:
+    """Twin critics of ``form`` for every agent of ``spec`` (a :class:`~pgm_marl.envs.TaskSpec`)."""
+    spaces = ActionSpaces.coerce(action_spaces)
+    if form == "mlp":
+        return TwinCritics(spec.state_dim, spaces.sizes, hidden, precision, sharing)
+    if form == "local":
+        return LocalCritics(spec.obs_dims, spaces, hidden, precision, sharing)
+    if form == "mean-field":
+        teams = [list(spec.team_indices(t)) for t in spec.teams]
+        return MeanFieldCritics(spec.obs_dims, spaces, teams, hidden, precision, sharing)
+    if form == "attention":
+        return AttentionCritics(spec.obs_dims, spaces, hidden, precision, sharing)
+    raise UserError(f"unknown critic {form!r}; accepted: {', '.join(CRITIC_FORMS)}")
