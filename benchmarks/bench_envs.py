@@ -32,7 +32,8 @@ def bench_vector(task: str, k: int, vector_steps: int, backend: str, seed: int) 
     venv = VectorEnv(task, num_envs=k, seed=seed, backend=backend)
     high = torch.tensor(venv.spec.action_dims)
     gen = torch.Generator().manual_seed(seed)
-    actions = [(torch.rand(k, venv.n_agents, generator=gen) * high).long() for _ in range(min(vector_steps, 50))]
+    actions = [list((torch.rand(k, venv.n_agents, generator=gen) * high).long().T)  # the env format: [K] per agent
+               for _ in range(min(vector_steps, 50))]
     venv.reset()
     for a in actions[:5]:  # warm-up
         venv.step(a)

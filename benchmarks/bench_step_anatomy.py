@@ -19,8 +19,8 @@ from bench_training import random_replay  # (benchmarks/ is on the path when a s
 
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import make_env
+from pgm_marl.learner import make_learner
 from pgm_marl.networks import polyak_update
-from pgm_marl.train import make_learner
 
 
 def median_ms(fn, reps: int) -> float:

@@ -21,8 +21,9 @@ import torch
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import make_env
 from pgm_marl.inference.variants import PAPER_ALPHA
+from pgm_marl.learner import make_learner
 from pgm_marl.replay import ReplayBuffer
-from pgm_marl.train import make_learner, train
+from pgm_marl.train import train
 
 
 def bench_loop(args) -> None:

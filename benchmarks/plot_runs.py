@@ -24,20 +24,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pgm_marl.metrics import return_columns  # noqa: E402
+
 
 def read_run(path: Path, team: str | None) -> tuple[str, dict[int, float]]:
     """``(column, {episode: return})`` of one run's ``metrics.csv``; ``team=None`` picks the only team."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        columns = [c for c in (reader.fieldnames or []) if c.startswith("return/")]
+        columns = return_columns(reader.fieldnames or [])
         if team is None:
             if len(columns) != 1:
-                raise SystemExit(f"{path}: several teams {[c[7:] for c in columns]}; pick one with --team")
-            column = columns[0]
+                raise SystemExit(f"{path}: several teams {list(columns)}; pick one with --team")
+            column = next(iter(columns.values()))
         else:
-            column = f"return/{team}"
-            if column not in columns:
-                raise SystemExit(f"{path}: no team {team!r}; teams are {[c[7:] for c in columns]}")
+            if team not in columns:
+                raise SystemExit(f"{path}: no team {team!r}; teams are {list(columns)}")
+            column = columns[team]
         data = {}
         for row in reader:
             try:

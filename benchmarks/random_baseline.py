@@ -34,9 +34,9 @@ def episode_returns(task: str, policy: str, episodes: int, seed: int, max_cycles
             actions = [lo + (hi - lo) * torch.rand(episodes, len(lo), generator=gen) if policy == "uniform random"
                        else torch.zeros(episodes, len(lo)) for lo, hi in boxes]
         elif policy == "uniform random":
-            actions = (torch.rand(episodes, venv.n_agents, generator=gen) * torch.tensor(venv.spec.action_dims)).long()
+            actions = list((torch.rand(episodes, venv.n_agents, generator=gen) * torch.tensor(venv.spec.action_dims)).long().T)
         else:
-            actions = torch.zeros(episodes, venv.n_agents, dtype=torch.long)
+            actions = list(torch.zeros(venv.n_agents, episodes, dtype=torch.long))
         result = venv.step(actions)
         for t, ret in result.episode_return.items():
             returns[t].extend(ret[~torch.isnan(ret)].tolist())

@@ -2,8 +2,8 @@
 
 Every RNG that influences training is captured as plain tensors / ints / lists so that
 ``torch.load(..., weights_only=True)`` accepts it: torch's CPU RNG, extra ``torch.Generator``s
-(learner sampling, replay sampling), Python ``random``, NumPy's global RNG and each env copy's
-``np_random`` (mpe2 reaches it as ``env.aec_env.unwrapped.np_random``).
+(learner sampling, replay sampling, the torch env's), Python ``random``, NumPy's global RNG and each env copy's
+``np_random`` (the env's ``np_generators()``).
 """
 from __future__ import annotations
 
@@ -112,13 +112,10 @@ def _np_unstate(state: Mapping, like: Mapping) -> Dict[str, Any]:
 
 
 def env_generators(venv) -> list:
-    """The ``np.random.Generator`` of each env copy of a PettingZoo :class:`~pgm_marl.envs.VectorEnv` (none for
-    the torch backend, whose one ``torch.Generator`` is checkpointed with the named generators)."""
-    gens = []
-    for env in getattr(venv, "envs", ()):
-        base = getattr(env, "aec_env", env)
-        gens.append(getattr(base, "unwrapped", base).np_random)
-    return gens
+    """The NumPy generators of a :class:`~pgm_marl.envs.base.VectorEnvBase` (``venv.np_generators()``: each
+    PettingZoo copy's ``np_random``; none on the torch backend, whose one ``torch.Generator`` is among the named
+    generators, ``venv.generators()``)."""
+    return venv.np_generators()
 
 
 def capture_rng(generators: Optional[Mapping[str, torch.Generator]] = None,

@@ -2,21 +2,21 @@
 and ``pgm-marl report SWEEP_DIR`` are built in :mod:`pgm_marl.sweep` and :mod:`pgm_marl.report`.
 
 The ``train`` flags are generated from :class:`~pgm_marl.config.TrainConfig` (``batch_size`` ->
-``--batch-size``), with each field's help text. User mistakes (:class:`~pgm_marl.errors.UserError`, and argparse's
-own errors) print one line on stderr and exit 2; non-finite numbers in a run exit 3; any other exception is a bug
-and keeps its traceback (exit 1).
+``--batch-size``), with each field's help text, by :mod:`pgm_marl.flags` (as are the ``sweep`` flags). User
+mistakes (:class:`~pgm_marl.errors.UserError`, and argparse's own errors) print one line on stderr and exit 2;
+non-finite numbers in a run exit 3; any other exception is a bug and keeps its traceback (exit 1).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-import typing
 from pathlib import Path
 from typing import List, Optional
 
 from .config import TrainConfig
 from .errors import MissingFileError, UserError, one_line
+from .flags import add_config_flags, int_at_least
 from .report import add_report_parser, cmd_report
 from .runfolder import check_out_folder, check_output_file
 from .sweep import add_sweep_parser, cmd_sweep
@@ -33,54 +33,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}{hint} (see {self.prog} --help)\n")
 
 
-def _int_at_least(low: int):
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"got {text!r}; accepted: an int >= {low}")
-        return value
-    convert.__name__ = f"int >= {low}"
-    return convert
-
-
-def _optional_float(text: str) -> Optional[float]:
-    return None if text.lower() in ("none", "paper") else float(text)
-
-
-def _optional_str(text: str) -> Optional[str]:
-    return None if text.lower() == "none" else text
-
-
-def _optional_int(text: str) -> Optional[int]:
-    return None if text.lower() in ("none", "auto") else int(text)
-
-
-_OPTIONAL_TYPES = {Optional[float]: _optional_float, Optional[str]: _optional_str, Optional[int]: _optional_int}
-_OPTIONAL_METAVARS = {Optional[float]: "FLOAT|none", Optional[str]: "TEXT|none", Optional[int]: "INT|none"}
-
-
-def flag_type(kind):
-    """The argparse ``type`` of a TrainConfig field's type hint (``Optional[X]`` also reads none)."""
-    return _OPTIONAL_TYPES.get(kind, kind)
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per TrainConfig field; unset flags stay absent from the namespace."""
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, type=flag_type(kind), default=argparse.SUPPRESS,
-                                metavar=_OPTIONAL_METAVARS.get(kind, f.name.upper()), help=help_text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pgm-marl", description="Multi-agent RL as probabilistic inference (MA-SAC)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue the run in --out from its checkpoint (given flags override its config.json)")
     ev = sub.add_parser("evaluate", help="evaluate a trained run with deterministic policies")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="run folder with config.json and checkpoint.pt")
-    ev.add_argument("--episodes", type=_int_at_least(1), default=100, help="evaluation episodes (default: 100)")
-    ev.add_argument("--seed", type=_int_at_least(0), default=None,
+    ev.add_argument("--episodes", type=int_at_least(1), default=100, help="evaluation episodes (default: 100)")
+    ev.add_argument("--seed", type=int_at_least(0), default=None,
                     help="env seed, >= 0 (default: the run's seed + eval_seed_offset)")
     ev.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this animated GIF (.gif)")
     add_sweep_parser(sub)
@@ -126,29 +78,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .checkpoint import check_counters, load_checkpoint, restore
     from .envs import make_env
     from .evaluate import evaluate, render_gif
-    from .train import make_learner
+    from .learner import TrainedPolicies
 
     ckpt_path = run_dir / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
     restore(ckpt_path, "counters", check_counters, ckpt["counters"])
     _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
-    from .inference.variants import PAPER_ALPHA
-
-    if cfg.alpha is None and cfg.task not in PAPER_ALPHA:
-        # an import-path run from before --alpha was required for such tasks (it trained with 0.02): evaluation
-        # acts with the deterministic policies only and the checkpoint restores every temperature, so the value
-        # here only lets the learner be built
-        cfg = dataclasses.replace(cfg, alpha=0.02)
-    learner = make_learner(spec, cfg)
-    restore(ckpt_path, "learner", learner.load_state_dict, ckpt["learner"])
+    policies = TrainedPolicies(spec, cfg)  # the actors only: no critic, no loss, so no temperature is needed
+    restore(ckpt_path, "learner", policies.load_state_dict, ckpt["learner"])
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed
-    returns = evaluate(learner, spec, cfg, args.episodes, seed)
+    returns = evaluate(policies, spec, cfg, args.episodes, seed)
     print(f"{cfg.task} / {cfg.algo}, episode {ckpt['counters']['episode']}, "
           f"{args.episodes} episodes (seed {seed}), deterministic policies:")
     for team, value in returns.items():
         print(f"  return/{team}: {value:.3f}")
     if args.gif:
-        print(f"gif: {render_gif(learner, spec, cfg, args.gif, seed)}")
+        print(f"gif: {render_gif(policies, spec, cfg, args.gif, seed)}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

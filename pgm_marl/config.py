@@ -18,6 +18,10 @@ from .errors import ConfigError, MissingFileError
 
 #: accepted ``precision`` values (:mod:`pgm_marl.networks` maps them to dtypes)
 PRECISIONS = ("float32", "bfloat16")
+#: accepted ``critic`` forms (:mod:`pgm_marl.critics`)
+CRITIC_FORMS = ("mlp", "attention", "mean-field", "local")
+#: accepted ``replay_dtype`` values (:data:`pgm_marl.replay.STORAGE_DTYPES`)
+REPLAY_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -62,7 +66,7 @@ def _env_value(text: str, key: str, value: str) -> Any:
 
 #: what each float field accepts, for the one-line error on a non-finite value
 _FLOAT_ACCEPTED = {"lr": "a positive float", "gamma": "a float in [0, 1]", "tau": "a float in [0, 1]",
-                   "alpha": "a non-negative float, or none (the paper's per-task value)"}
+                   "alpha": "a finite float, or none (the paper's per-task value)"}
 
 
 @dataclass
@@ -90,6 +94,14 @@ class TrainConfig:
     learning_starts: int = _f(25_600, "environment steps before the first gradient step "
                               "(batch_size * max_cycles, as in Lowe et al.'s MADDPG code)")
     hidden: int = _f(128, "units in each of the two hidden layers")
+    critic: str = _f("mlp", "form of each agent's critic Q_i(s, a) (section 5.4; README, Critic forms): mlp (the "
+                     "paper's: one MLP over every observation and action), attention (MAAC, Iqbal & Sha 2019), "
+                     "mean-field (o_i, a_i and each team's mean action, Yang et al. 2018) or local (o_i, a_i only)")
+    share_params: bool = _f(False, "share actor and critic parameters among the agents of a team (an agent-index "
+                            "input tells them apart); off: one network per agent, the paper's setting")
+    replay_dtype: str = _f("float32", "dtype the replay buffer stores observations in: float32, or float16 / "
+                           "bfloat16 (half the memory for many agents; each stored observation is rounded to 11 / "
+                           "8 significant bits)")
     precision: str = _f("float32", "dtype of the networks' hidden-layer products: float32, or bfloat16 (opt-in "
                         "mixed precision: 1.3-1.4x faster training on one thread on CPUs with bfloat16 dot products, "
                         "AVX512_BF16/AMX, slower elsewhere; parameters, optimizer, outputs and losses stay float32)")
@@ -136,17 +148,18 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative int, got {v!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name, accepted in (("precision", PRECISIONS), ("critic", CRITIC_FORMS), ("replay_dtype", REPLAY_DTYPES)):
+            if getattr(self, name) not in accepted:
+                raise ConfigError(f"{name} must be one of {', '.join(accepted)}, got {getattr(self, name)!r}")
+        for name in ("share_params", "tensorboard", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr must be a positive float, got {self.lr!r}")
         for name in ("gamma", "tau"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
                 raise ConfigError(f"{name} must be a float in [0, 1], got {v!r}")
-        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and self.alpha >= 0):
-            raise ConfigError(f"alpha must be a non-negative float or None (paper's per-task value), "
-                              f"got {self.alpha!r}")
         for name in ("task", "algo", "out"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
@@ -157,7 +170,7 @@ class TrainConfig:
 
     def _resolve_environment(self) -> None:
         """Resolve ``backend="auto"`` and ``num_envs=None`` once, so that config.json holds the values used."""
-        from .envs.vector import default_num_envs, resolve_backend
+        from .envs.backends import default_num_envs, resolve_backend  # imports neither torch nor pettingzoo
 
         if not isinstance(self.backend, str) or not isinstance(self.task, str):
             return  # validate() names the bad value

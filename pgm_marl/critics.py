@@ -176,60 +176,65 @@ class AttentionCritics(_Form):
         self.key.bias.requires_grad_(False)
         self.head = BatchedMLP(2 * n, 2 * hidden, 1, hidden, layers=1, precision=precision, sharing=twins)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(*x.shape[:-1], self.heads, self.hidden // self.heads)
-
-    def _project(self, layer: BatchedLinear, e: torch.Tensor) -> torch.Tensor:
-        """``e [2, ..., H] -> [2, ..., heads, d]`` through the twin's shared projection."""
+    def _heads(self, x: torch.Tensor, layer: BatchedLinear) -> torch.Tensor:
+        """``x [2, M, k, H]`` through a twin's shared projection -> ``[2, M, heads, k, d]`` (values: LeakyReLU)."""
         w, b = layer.params()
-        out = torch.baddbmm(b, e.reshape(2, -1, self.hidden), w).reshape(e.shape)
-        return self._split(F.leaky_relu(out) if layer is self.value else out)
+        t, m, k, hid = x.shape
+        out = torch.baddbmm(b, x.reshape(2, -1, hid), w)
+        if layer is self.value:
+            out = F.leaky_relu(out)
+        return out.view(t, m, k, self.heads, hid // self.heads).transpose(2, 3)
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
-        n, hid = self.n, self.hidden
+        """Tensors are laid out batch-major (``[twin, row, head, agent, ...]``) so that every attention product is
+        one batched matrix product without copies."""
+        n, hid, heads = self.n, self.hidden, self.heads
         batch = joint_actions.shape[1:-2]
         B = state.shape[0]
         shared = joint_actions.stride(0) == 0 and not batch  # every ego sees the same joint action
         joint = joint_actions.reshape(n, -1, B, joint_actions.shape[-1])  # [n, R, B, S]
+        R = joint.shape[1]
         slots = self.inputs.slots(joint[:1] if shared else joint)  # [n_ego or 1, R, B, n, size]
         w, b = self.encoder.params()
         w_obs, w_act = w[:, : self.inputs.d_obs], w[:, self.inputs.d_obs:]  # [2n, d, H]
         obs = self.inputs.obs(state)  # [n, B, d_obs]
         h_obs = torch.baddbmm(b, torch.cat([obs, obs]), w_obs).view(2, n, 1, B, hid)  # state part, once
-        if shared:
-            own = slots[0].movedim(-2, 0)  # [n, R, B, size]
-        else:
-            own = self.inputs.own(slots)
+        own = slots[0].movedim(-2, 0) if shared else self.inputs.own(slots)  # [n, R, B, size]
         h_own = torch.bmm(torch.cat([own, own]).reshape(2 * n, -1, own.shape[-1]), w_act)
-        e_self = F.leaky_relu(h_obs + h_own.view(2, n, *own.shape[1:-1], hid))  # [2, n, R, B, H]
-        query = self._split(torch.bmm(e_self.reshape(2, -1, hid), self.query.params()[0]).view(e_self.shape))
-        scale = 1.0 / math.sqrt(hid // self.heads)
-        eye = torch.eye(n, dtype=torch.bool).view(1, n, n, 1, 1, 1)
+        e_self = F.leaky_relu(h_obs + h_own.view(2, n, R, B, hid))  # [2, n, R, B, H]: e_i as ego i sees a_i
+        e_rows = e_self.view(2, n, R * B, hid).transpose(1, 2).contiguous()  # [2, M, n, H]
+        query = self._heads(e_rows, self.query) * (1.0 / math.sqrt(hid // heads))  # [2, M, heads, n, d], scaled
+        eye = torch.eye(n, dtype=torch.bool)
         if shared:  # e_j is the same for every ego: keys and values once per agent
-            keys, values = self._project(self.key, e_self), self._project(self.value, e_self)
-            logits = torch.einsum("tirbhd,tjrbhd->tijrbh", query, keys) * scale
-            weights = logits.masked_fill(eye, -math.inf).softmax(2)
-            summary = torch.einsum("tijrbh,tjrbhd->tirbhd", weights, values)
+            keys, values = self._heads(e_rows, self.key), self._heads(e_rows, self.value)
+            logits = query @ keys.transpose(-1, -2)  # [2, M, heads, i, j]
+            summary = logits.masked_fill(eye, -math.inf).softmax(-1) @ values  # [2, M, heads, i, d]
         elif self._one_hot_others(slots):  # lookup: every agent's embedding, key, value per discrete action
             a_max = max(self.counts)
-            table = F.leaky_relu(h_obs.squeeze(2).unsqueeze(3) + w_act[:, :a_max].view(2, n, 1, a_max, hid))
-            keys, values = self._project(self.key, table), self._project(self.value, table)  # [2, n, B, A, h, d]
-            index = slots[..., :a_max].argmax(-1).movedim(-1, 1)  # [i, j, R, B]: ego i's action of agent j
-            scores = torch.einsum("tirbhd,tjbahd->tijrbah", query, keys) * scale
-            gathered = index.view(1, n, n, *index.shape[2:], 1, 1).expand(2, -1, -1, -1, -1, 1, self.heads)
-            logits = scores.gather(-2, gathered).squeeze(-2)  # [2, i, j, R, B, h]
-            weights = logits.masked_fill(eye, -math.inf).softmax(2)
-            one_hot = F.one_hot(index, a_max).to(weights.dtype)  # [i, j, R, B, A]
-            summary = torch.einsum("tijrbh,ijrba,tjbahd->tirbhd", weights, one_hot, values)
+            rows = h_obs.view(2, n, B, hid).transpose(1, 2).unsqueeze(3)  # [2, B, n, 1, H]
+            table = F.leaky_relu(rows + w_act[:, :a_max].view(2, 1, n, a_max, hid))  # [2, B, n, A, H]
+            if R > 1:
+                table = table.unsqueeze(1).expand(2, R, B, n, a_max, hid)
+            table = table.reshape(2, R * B, n * a_max, hid)
+            keys, values = self._heads(table, self.key), self._heads(table, self.value)  # [2, M, heads, nA, d]
+            index = slots[..., :a_max].argmax(-1).view(n, R * B, n).transpose(0, 1)  # [M, i, j]: ego i's a_j
+            index = index.view(1, R * B, 1, n, n, 1).expand(2, -1, heads, -1, -1, 1)
+            scores = (query @ keys.transpose(-1, -2)).view(2, R * B, heads, n, n, a_max)
+            weights = scores.gather(-1, index).squeeze(-1).masked_fill(eye, -math.inf).softmax(-1)
+            spread = torch.zeros_like(scores).scatter(-1, index, weights.unsqueeze(-1))  # w_ij at (j, a_j)
+            summary = spread.view(2, R * B, heads, n, n * a_max) @ values  # [2, M, heads, i, d]
         else:  # every (ego, agent) pair embedded: e_j as ego i sees a_j
             acts = slots.movedim(-2, 1)  # [i, j, R, B, size]
             h_pair = torch.einsum("ijrbs,tjsh->tijrbh", acts, w_act.view(2, n, -1, hid))
             e_pair = F.leaky_relu(h_obs.unsqueeze(1) + h_pair)  # [2, i, j, R, B, H]
-            keys, values = self._project(self.key, e_pair), self._project(self.value, e_pair)
-            logits = torch.einsum("tirbhd,tijrbhd->tijrbh", query, keys) * scale
-            weights = logits.masked_fill(eye, -math.inf).softmax(2)
-            summary = torch.einsum("tijrbh,tijrbhd->tirbhd", weights, values)
-        x = torch.cat([e_self, summary.reshape(e_self.shape)], -1).reshape(2 * n, -1, 2 * hid)
+            pairs = e_pair.permute(0, 3, 4, 1, 2, 5).reshape(2, R * B * n, n, hid)  # [2, (M, i), j, H]
+            keys = self._heads(pairs, self.key).view(2, R * B, n, heads, n, -1).transpose(2, 3)
+            values = self._heads(pairs, self.value).view(2, R * B, n, heads, n, -1).transpose(2, 3)
+            logits = (query.unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2)  # [2, M, heads, i, j]
+            weights = logits.masked_fill(eye, -math.inf).softmax(-1)
+            summary = (weights.unsqueeze(-2) @ values).squeeze(-2)  # [2, M, heads, i, d]
+        summary = summary.permute(0, 3, 1, 2, 4).reshape(2, n, R * B, hid)  # [2, n, M, H]
+        x = torch.cat([e_self.view(2, n, R * B, hid), summary], -1).reshape(2 * n, -1, 2 * hid)
         q = self.head(x).reshape(2 * n, *batch, B)
         return q[:n], q[n:]
 

@@ -52,13 +52,20 @@ class NonFiniteError(UserError):
     exit_code = 3
 
 
-def one_line(err: BaseException) -> str:
-    """The message of ``err`` on one line (non-empty lines joined by '; ')."""
+def one_line(err: BaseException, *, typed: bool = False, first: bool = False) -> str:
+    """The message of ``err`` on one line: its non-empty lines joined by '; ', or only the first of them with
+    ``first=True`` (for another library's long message, a traceback or a Ray task error); prefixed with the
+    exception's type (``Type: message``) with ``typed=True``; the type's name alone for an empty message.
+
+    The one formatter of errors for a single line of output (the CLI's ``error: ...``, the sweep's table).
+    """
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return "; ".join(lines) or type(err).__name__
+    text = "; ".join(lines[:1] if first else lines)
+    if not text:
+        return type(err).__name__
+    return f"{type(err).__name__}: {text}" if typed else text
 
 
 def first_line(err: BaseException) -> str:
-    """The first non-empty line of the message of ``err`` (for long messages of other libraries)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    """``one_line(err, first=True)``: the first non-empty line of the message of ``err``."""
+    return one_line(err, first=True)

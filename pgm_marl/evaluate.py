@@ -9,14 +9,17 @@ from typing import Dict
 import torch
 
 from .config import TrainConfig
-from .envs import TaskSpec, VectorEnv
+from .envs import TaskSpec, VectorEnv, VectorEnvBase
 from .errors import ConfigError, NonFiniteError
 
 
 @torch.no_grad()
-def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int,
-             venv: VectorEnv | None = None) -> Dict[str, float]:
+def evaluate(policies, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int,
+             venv: VectorEnvBase | None = None) -> Dict[str, float]:
     """Mean team return over ``episodes`` episodes, all run in parallel (copy k seeded with ``seed + k``).
+
+    ``policies``: anything that acts as a learner does (``act(obs, deterministic=True)``): the learner during
+    training, or a run's :class:`~pgm_marl.learner.TrainedPolicies` (``pgm-marl evaluate``).
 
     ``venv``: a VectorEnv of ``episodes`` copies to reuse (reseeded here), so that periodic evaluation does not
     rebuild 100 environments each time; by default one is made and closed.
@@ -33,7 +36,7 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
     finished = 0
     obs = venv.reset(seed=seed)
     for step in range(1, cfg.max_cycles + 1):
-        result = venv.step(learner.act(obs, deterministic=True))
+        result = venv.step(policies.act(obs, deterministic=True))
         obs = result.obs
         ended = result.done.cpu()  # (episode_return is NaN where no episode ended: never use it as the mask)
         for t, ret in result.episode_return.items():
@@ -55,42 +58,27 @@ def evaluate(learner, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int
 
 
 @torch.no_grad()
-def render_gif(learner, spec: TaskSpec, cfg: TrainConfig, path: str | Path, seed: int, fps: int = 10) -> Path:
-    """Play one deterministic episode and save it as an animated GIF, drawn by mpe2's own renderer.
-
-    On the torch backend the episode is played by the torch environment and each state is copied into an mpe2
-    env (``to_mpe2``) just to draw it; on pettingzoo the env renders itself (``render_mode="rgb_array"``).
-    """
+def render_gif(policies, spec: TaskSpec, cfg: TrainConfig, path: str | Path, seed: int, fps: int = 10) -> Path:
+    """Play one deterministic episode and save it as an animated GIF, drawn by mpe2's own renderer
+    (``render_frame`` of the run's backend: the torch env copies each state into an mpe2 env to draw it; a
+    PettingZoo env, built with ``render_mode="rgb_array"``, draws itself)."""
     import imageio.v2 as imageio
-
-    from .envs import make_env
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless pygame
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    options = {**cfg.env_options(), "teams": spec.teams}
-    if cfg.backend == "torch":
-        venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, backend="torch", **options)
-        viewer, _ = make_env(cfg.task, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array", **options)
-
-        def frame():
-            venv.to_mpe2(0, viewer)
-            return viewer.render()
-    else:
-        venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, render_mode="rgb_array",
-                         backend="pettingzoo", **options)
-        viewer = None
-        frame = venv.envs[0].render
-    obs = venv.reset()
-    frames = [frame()]
-    for _ in range(cfg.max_cycles):
-        result = venv.step(learner.act(obs, deterministic=True))
-        obs = result.obs
-        if bool(result.done[0]):
-            break
-        frames.append(frame())
-    if viewer is not None:
-        viewer.close()
-    venv.close()
+    options = {**cfg.env_options(), "teams": spec.teams, "render_mode": "rgb_array"}
+    venv = VectorEnv(cfg.task, num_envs=1, seed=seed, max_cycles=cfg.max_cycles, backend=cfg.backend, **options)
+    try:
+        obs = venv.reset()
+        frames = [venv.render_frame()]
+        for _ in range(cfg.max_cycles):
+            result = venv.step(policies.act(obs, deterministic=True))
+            obs = result.obs
+            if bool(result.done[0]):
+                break
+            frames.append(venv.render_frame())
+    finally:
+        venv.close()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(path, frames, duration=1000 / fps, loop=0)

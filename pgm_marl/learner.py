@@ -26,14 +26,17 @@ from .allocator import keep_freed_memory
 from .errors import UserError
 from .inference.actor import NeuralPolicies
 from .inference.masac import MASACLoss
+from .inference.others import OthersModels
 from .inference.reinforce import reinforce_surrogate
 from .inference.variants import parse_algo_spec, temperatures
 from .models.actions import ActionSpaces
+from .models.opponents import ConditionalActors
 from .models.worlds import EpisodeWorld
-from .networks import Actors, TwinCritics, polyak_update
+from .critics import make_critic
+from .networks import Actors, Sharing, polyak_update
 from .replay import ReplayMemory
 
-__all__ = ["Learner", "ReinforceLearner", "make_learner", "action_spaces"]
+__all__ = ["Learner", "ReinforceLearner", "TrainedPolicies", "make_learner", "action_spaces"]
 
 
 def make_learner(spec, cfg):
@@ -66,17 +69,64 @@ def action_spaces(spec, algorithms) -> ActionSpaces:
     return spaces
 
 
+class TrainedPolicies:
+    """The agents' actors alone, for acting with a trained run (``pgm-marl evaluate``): no critic, no loss and so
+    no temperature. ``load_state_dict`` takes the ``learner`` part of a checkpoint of either learner (both keep
+    their actors under ``"actors"``); ``act`` is theirs."""
+
+    def __init__(self, spec, cfg, algorithms=None):
+        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
+        self.spaces = action_spaces(spec, self.algorithms)
+        self.actors = make_actors(spec, self.spaces, self.algorithms, cfg, parameter_sharing(spec, cfg))
+        self.others = make_others(spec, self.spaces, self.algorithms, cfg)  # q_i: acting imagines a_{-i}
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        if self.others is not None:
+            return self.others.act(self.actors, self.actors.pad_obs(obs), deterministic)
+        return self.spaces.act(self.actors(self.actors.pad_obs(obs)), deterministic)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actors.load_state_dict(state["actors"])
+        if self.others is not None:
+            self.others.load_state_dict(state["others"])
+
+
+def parameter_sharing(spec, cfg) -> Sharing | None:
+    """``--share-params``: one parameter group per team (none: one network per agent)."""
+    return Sharing.by_team(spec.agents, spec.teams) if getattr(cfg, "share_params", False) else None
+
+
+def make_actors(spec, spaces, algorithms, cfg, sharing):
+    """pi_i(a_i | o_i) for every agent (section 5.2), or pi_i(a_i | o_i, a_{-i}) for the agents whose guide is
+    optimistic (:class:`~pgm_marl.models.opponents.ConditionalActors`)."""
+    conditioned = [a.guide == "optimistic" for a in algorithms]
+    if any(conditioned):
+        return ConditionalActors(spec.obs_dims, spaces, conditioned, cfg.hidden, cfg.precision, sharing)
+    return Actors(spec.obs_dims, spaces, cfg.hidden, cfg.precision, sharing)
+
+
+def make_others(spec, spaces, algorithms, cfg) -> OthersModels | None:
+    """The opponent models rho and imagined-action models q the algorithms declare (``others="inferred"``,
+    ``guide="optimistic"``), or None when every agent reads pi_j and acts by eq. 4's guide."""
+    if all(a.others == "given" and a.guide == "factorized" for a in algorithms):
+        return None
+    return OthersModels(spec, spaces, algorithms, cfg.hidden, cfg.precision)
+
+
 class Learner:
     """MA-SAC-family learner for a :class:`~pgm_marl.envs.TaskSpec` and a :class:`~pgm_marl.config.TrainConfig`.
 
     ``actors`` / ``critic`` default to the paper's MLPs (:class:`Actors`, :class:`TwinCritics`); any modules
     with the same interface (e.g. tabular ones, to check the derivation exactly) train with the same code.
-    ``algorithms``: one per agent (default: parsed from ``cfg.algo``).
+    ``algorithms``: one per agent (default: parsed from ``cfg.algo``). ``others``: the opponent / imagined-action
+    models (:class:`~pgm_marl.inference.others.OthersModels`) to use instead of the default ones, for algorithms
+    with ``others="inferred"`` or ``guide="optimistic"``; they are created after the actors and critics.
     """
 
     on_policy = False
 
-    def __init__(self, spec, cfg, actors=None, critic=None, algorithms=None):
+    def __init__(self, spec, cfg, actors=None, critic=None, algorithms=None, others=None):
         keep_freed_memory()  # batch-1024 activations are reused, not page-faulted in anew each step
         self.spec, self.cfg = spec, cfg
         self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
@@ -85,25 +135,35 @@ class Learner:
         self.spaces = action_spaces(spec, self.algorithms)
         alpha = temperatures(self.algorithms, cfg.task, cfg.alpha)
         torch.manual_seed(cfg.seed)  # network initialisation
-        self.actors = actors if actors is not None else Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision)
-        self.critic = critic if critic is not None else TwinCritics(spec.state_dim, self.spaces.sizes, cfg.hidden,
-                                                                    cfg.precision)
+        sharing = parameter_sharing(spec, cfg)
+        self.actors = actors if actors is not None else make_actors(spec, self.spaces, self.algorithms, cfg, sharing)
+        # the critic form (--critic) is chosen here and nowhere else: eq. 7-9 only call critic(state, joint)
+        self.critic = critic if critic is not None else make_critic(getattr(cfg, "critic", "mlp"), spec, self.spaces,
+                                                                    cfg.hidden, cfg.precision, sharing)
         self.target_actors, self.target_critic = copy.deepcopy(self.actors), copy.deepcopy(self.critic)
         for p in list(self.target_actors.parameters()) + list(self.target_critic.parameters()):
             p.requires_grad_(False)
+        self.others = others if others is not None else make_others(spec, self.spaces, self.algorithms, cfg)
         self.loss = MASACLoss(self.actors, self.critic, self.target_actors, self.target_critic, self.algorithms,
-                              self.spaces, alpha, cfg.gamma)
-        self.optimizers = {
-            "loss/actor": torch.optim.Adam(self.actors.parameters(), lr=cfg.lr, fused=True),
+                              self.spaces, alpha, cfg.gamma, self.others)
+        imagined = self.others.imagined if self.others is not None and self.others.imagined is not None else None
+        self.optimizers = {  # q_i is trained by the actor's loss (the optimistic ELBO), with the actor
+            "loss/actor": torch.optim.Adam(list(self.actors.parameters()) + list(
+                imagined.parameters() if imagined is not None else []), lr=cfg.lr, fused=True),
             "loss/critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True),
             "loss/temperature": torch.optim.Adam([self.loss.log_alpha], lr=cfg.lr),
         }
+        if self.others is not None and self.others.opponents is not None:
+            self.optimizers["loss/opponents"] = torch.optim.Adam(self.others.opponents.parameters(), lr=cfg.lr,
+                                                                 fused=True)
         self.memory = ReplayMemory(cfg, spec.state_dim, spec.n_agents, self.spaces.storage_width,
                                    self.spaces.storage_dtype)
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = False):
         """Decentralised execution: agent i acts on its own observation; ``deterministic``: the mode (section 5.3)."""
+        if self.others is not None:  # (an optimistic agent imagines a_{-i} with q_i first)
+            return self.others.act(self.actors, self.actors.pad_obs(obs), deterministic)
         return self.spaces.act(self.actors(self.actors.pad_obs(obs)), deterministic)
 
     def store(self, state, actions, reward, next_state, terminated) -> None:
@@ -130,6 +190,8 @@ class Learner:
                 opt.step()
         polyak_update(self.target_actors, self.actors, self.cfg.tau)
         polyak_update(self.target_critic, self.critic, self.cfg.tau)
+        if self.others is not None:
+            self.others.update_targets(self.cfg.tau)
         out = {k: float(v.detach()) for k, v in losses.items() if v.dim() == 0}
         for k, v in losses.items():
             if v.dim() == 1:
@@ -138,14 +200,19 @@ class Learner:
         return out
 
     def state_dict(self) -> dict:
-        return {"actors": self.actors.state_dict(), "critic": self.critic.state_dict(),
-                "target_actors": self.target_actors.state_dict(), "target_critic": self.target_critic.state_dict(),
-                "log_alpha": self.loss.log_alpha.detach().clone(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+        state = {"actors": self.actors.state_dict(), "critic": self.critic.state_dict(),
+                 "target_actors": self.target_actors.state_dict(), "target_critic": self.target_critic.state_dict(),
+                 "log_alpha": self.loss.log_alpha.detach().clone(),
+                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+        if self.others is not None:  # rho, q and their targets
+            state["others"] = self.others.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("actors", "critic", "target_actors", "target_critic"):
             getattr(self, name).load_state_dict(state[name])
+        if self.others is not None:
+            self.others.load_state_dict(state["others"])
         with torch.no_grad():
             self.loss.log_alpha.copy_(state["log_alpha"])
         for k, o in self.optimizers.items():
@@ -193,14 +260,9 @@ class ReinforceLearner:
         self.spec, self.cfg = spec, cfg
         self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
         self.spaces = action_spaces(spec, self.algorithms)
-        alphas = temperatures(self.algorithms, cfg.task, cfg.alpha)
-        if min(alphas) <= 0:
-            source = f"--alpha {cfg.alpha}" if cfg.alpha is not None else f"{cfg.task}'s temperature"
-            raise UserError(f"reinforce-elbo needs a temperature > 0 (eq. 3 divides by it); got {min(alphas)} from "
-                            f"{source} ({cfg.algo}); accepted: --alpha > 0, or none for the paper's value")
-        self.alpha = torch.tensor(alphas)
+        self.alpha = torch.tensor(temperatures(self.algorithms, cfg.task, cfg.alpha))  # > 0: checked there
         torch.manual_seed(cfg.seed)
-        self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision)
+        self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision, parameter_sharing(spec, cfg))
         self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
         self.baseline = torch.zeros(0)  # running mean of rewards-to-go [T, n] (used when num_envs == 1)
         self.memory = RoundMemory()

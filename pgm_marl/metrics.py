@@ -5,14 +5,9 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
-
-import matplotlib
+from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 from .errors import UserError
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 #: Mean evaluation return of uniformly random policies per task and team, with the library's team return
@@ -49,8 +44,23 @@ def random_baseline(cfg) -> Optional[Dict[str, float]]:
     return None
 
 
+#: ``metrics.csv`` names each team's evaluation return ``return/<team>``
+RETURN_PREFIX = "return/"
+
+
+def return_column(team: str) -> str:
+    """The ``metrics.csv`` column (and TensorBoard tag) of a team's evaluation return: ``return/<team>``."""
+    return RETURN_PREFIX + team
+
+
+def return_columns(columns: Iterable[str]) -> Dict[str, str]:
+    """``{team: column}`` for the ``return/<team>`` columns among ``columns`` (a header, or a row's keys), in
+    order: the one reader of that naming (run folders, the sweep's table, reports, the plotting scripts)."""
+    return {c[len(RETURN_PREFIX):]: c for c in columns if c.startswith(RETURN_PREFIX)}
+
+
 def metric_columns(teams: Sequence[str]) -> list:
-    return ["episode", "env_steps", "wall_seconds"] + [f"return/{t}" for t in teams]
+    return ["episode", "env_steps", "wall_seconds"] + [return_column(t) for t in teams]
 
 
 class MetricsLogger:
@@ -94,12 +104,12 @@ class MetricsLogger:
 
     def log_eval(self, episode: int, env_steps: int, wall_seconds: float, returns: Mapping[str, float]) -> None:
         row = {"episode": episode, "env_steps": env_steps, "wall_seconds": f"{wall_seconds:.3f}"}
-        row.update({f"return/{t}": repr(float(returns[t])) for t in self.teams})
+        row.update({return_column(t): repr(float(returns[t])) for t in self.teams})
         self._writer.writerow(row)
         self._file.flush()
         if self.tb is not None:
             for t in self.teams:
-                self.tb.add_scalar(f"return/{t}", float(returns[t]), episode)
+                self.tb.add_scalar(return_column(t), float(returns[t]), episode)
 
     def log_train(self, episode: int, diagnostics: Mapping[str, float]) -> None:
         """Learner diagnostics (``loss/critic``, ``alpha/<agent>`` ...) to TensorBoard only."""
@@ -127,13 +137,18 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: Optio
                         baseline: Optional[Mapping[str, float]] = None) -> None:
     """One line per team (evaluation return vs training episode); ``baseline``: team -> return of uniformly
     random policies (:func:`random_baseline`), drawn as a labelled dashed horizontal line in the team's colour."""
+    import matplotlib  # here, not at the top: reading metrics (the CLI, the sweep, reports) needs no matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     data = read_metrics(csv_path)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key in (k for k in data if k.startswith("return/")):
-        line, = ax.plot(data["episode"], data[key], marker="o" if len(data[key]) < 30 else None, label=key[7:])
-        if baseline and key[7:] in baseline:
-            label = "uniform random" + (f" ({key[7:]})" if len(baseline) > 1 else "")
-            ax.axhline(baseline[key[7:]], color=line.get_color(), linestyle="--", linewidth=1, alpha=0.7, label=label)
+    for team, key in return_columns(data).items():
+        line, = ax.plot(data["episode"], data[key], marker="o" if len(data[key]) < 30 else None, label=team)
+        if baseline and team in baseline:
+            label = "uniform random" + (f" ({team})" if len(baseline) > 1 else "")
+            ax.axhline(baseline[team], color=line.get_color(), linestyle="--", linewidth=1, alpha=0.7, label=label)
     ax.set_xlabel("training episode")
     ax.set_ylabel("evaluation return (deterministic policy)")
     if title:

@@ -31,7 +31,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import TrainConfig
-from .errors import ConfigError, MissingFileError
+from .errors import ConfigError, MissingFileError, one_line
+from .metrics import return_columns
 
 #: config fields that never define a group: the seed, and fields that do not change what is learned
 NOT_GROUPING = ("seed", "out", "progress", "tensorboard", "threads", "checkpoint_every")
@@ -90,14 +91,14 @@ def read_run(run_dir: Path) -> Optional[Run]:
                 continue
     if not rows:
         return None
-    teams = [k[7:] for k in rows[0] if k.startswith("return/")]
+    teams = return_columns(rows[0])
     try:
         done = json.loads((run_dir / "timing.json").read_text()).get("episodes", -1) >= config.get("episodes", 0)
     except (OSError, ValueError):
         done = False
     return Run(run_dir, config, np.array([r["episode"] for r in rows], dtype=int),
                np.array([r["env_steps"] for r in rows], dtype=int),
-               {t: np.array([r[f"return/{t}"] for r in rows]) for t in teams}, done)
+               {t: np.array([r[column] for r in rows]) for t, column in teams.items()}, done)
 
 
 def find_runs(sweep_dir: Path) -> List[Run]:
@@ -111,7 +112,7 @@ def find_runs(sweep_dir: Path) -> List[Run]:
         try:
             run = read_run(path.parent)
         except (OSError, ValueError, KeyError) as err:  # a config.json being written, a foreign metrics.csv
-            print(f"warning: {path.parent} skipped: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"warning: {path.parent} skipped: {one_line(err, typed=True)}", file=sys.stderr)
             continue
         if run is not None:
             runs.append(run)

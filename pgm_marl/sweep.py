@@ -15,16 +15,18 @@ one-line error instead of being skipped or resumed. Each start is appended to th
 (mode, time, host, pid, and which code: version, git commit, uncommitted changes in ``pgm_marl/``).
 
 Ray runs one task per run (``num_cpus = --threads``, one torch thread by default): a local instance with
-one run per core unless ``--address`` names an existing cluster. On a cluster, ``--out`` must be a path
-that every node sees (a shared file system) and ``pgm_marl`` must be installed on every node. A failing run
-does not stop the others; the sweep ends with a table and exits 1 if any run failed. Stopping the driver
-(Ctrl-C, SIGTERM) kills the running tasks; checkpoints are written atomically, so rerunning continues.
+one run per core, listening on the loopback address only (reachable from this machine only), unless
+``--address`` names an existing cluster. On a cluster, ``--out`` must be a path that every node sees (a shared
+file system) and ``pgm_marl`` must be installed on every node. A failing run does not stop the others; the
+sweep ends with a table and exits 1 if any run failed. Stopping the driver (Ctrl-C, SIGTERM) kills the running
+tasks; checkpoints are written atomically, so rerunning continues.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import dataclasses
+import ipaddress
 import itertools
 import json
 import os
@@ -35,12 +37,13 @@ import socket
 import sys
 import time
 import traceback
-import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import TrainConfig
-from .errors import ConfigError, RunFolderError, UserError
+from .errors import ConfigError, RunFolderError, UserError, one_line
+from .flags import add_config_flags
+from .metrics import return_columns
 from .runfolder import code_version
 
 #: TrainConfig fields the sweep sets itself: the run folder and the per-run progress bar
@@ -175,15 +178,9 @@ def final_returns(run_dir: Path) -> Dict[str, float]:
     try:
         with (Path(run_dir) / "metrics.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
-        return {k[7:]: float(v) for k, v in rows[-1].items() if k.startswith("return/")} if rows else {}
-    except (OSError, ValueError, KeyError):
+        return {team: float(rows[-1][c]) for team, c in return_columns(rows[-1]).items()} if rows else {}
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
-
-
-def one_line(err: BaseException) -> str:
-    """``Type: first line of the message``."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def result_of(name: str, cfg: TrainConfig, status: str, error: str = "", wall: Optional[float] = None) -> dict:
@@ -215,7 +212,7 @@ def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
         train(cfg, resume=status == "interrupted")
         return result_of(name, cfg, "resumed" if status == "interrupted" else "finished")
     except Exception as err:  # one failing run must not stop the others
-        out = {"name": name, "status": "failed", "error": one_line(err), "returns": {},
+        out = {"name": name, "status": "failed", "error": one_line(err, typed=True, first=True), "returns": {},
                "wall": round(time.perf_counter() - start, 3)}
         if not isinstance(err, UserError):  # a bug keeps its traceback: in the run folder, named in the table
             try:
@@ -234,9 +231,30 @@ def execute_run(name: str, cfg_dict: Dict[str, Any]) -> dict:
 
 # ---------------------------------------------------------------- the Ray driver
 
+#: Ray reads this when it is imported: with Ray clusters off (its default on macOS and Windows) the node's IP
+#: address is the loopback address, and Ray binds the servers of a local instance (GCS, raylet and object
+#: manager, every worker's) to the node's IP address. Left on (Ray's default on Linux), even
+#: ``ray.init(_node_ip_address="127.0.0.1")`` is turned into the machine's routable address and they listen on
+#: every interface.
+RAY_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+#: A test hook: with ``PGM_MARL_SWEEP_HOLD_AFTER=N`` in the environment, the driver submits no run once ``N``
+#: runs have returned (while some are left), prints ``sweep held after N runs`` on stderr and waits for an
+#: interrupt (Ctrl-C or SIGTERM; the runs still in flight go on meanwhile). Tests interrupt a sweep at that known
+#: point, or look at the local Ray instance while it is up, instead of racing a signal against the runs.
+HOLD_ENV = "PGM_MARL_SWEEP_HOLD_AFTER"
+
+
 def start_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
-    """Connect to the cluster at ``address``, or start a local instance with ``num_cpus`` (default: all)."""
+    """Connect to the cluster at ``address``, or start a local instance with ``num_cpus`` (default: all) that
+    listens on the loopback address only (see :data:`RAY_CLUSTERS_ENV`): reachable from this machine only.
+
+    Ray reads that setting when it is imported, so a local instance needs a process that has not imported Ray
+    before this call (the CLI); otherwise it is shut down again with a RuntimeError before any run starts.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not address:
+        os.environ[RAY_CLUSTERS_ENV] = "0"  # (also inherited by the instance's processes)
     import ray
 
     opts = dict(log_to_driver=False, include_dashboard=False, configure_logging=True, logging_level="ERROR")
@@ -245,12 +263,35 @@ def start_ray(address: Optional[str], num_cpus: Optional[int]) -> None:
             ray.init(address=address, **opts)
         except ConnectionError as err:  # (also what a missing or wrong authentication token ends in)
             raise UserError(
-                f"--address {address!r}: cannot connect to a Ray cluster there ({one_line(err)}); accepted: the "
-                "address `ray start --head` prints (host:port); a cluster with token authentication (Ray's "
-                "default) also needs RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                f"--address {address!r}: cannot connect to a Ray cluster there ({one_line(err, typed=True, first=True)}"
+                "); accepted: the address `ray start --head` prints (host:port); a cluster with token authentication "
+                "(Ray's default) also needs RAY_AUTH_MODE=token and its token (~/.ray/auth_token or RAY_AUTH_TOKEN)"
             ) from None
-    else:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **opts)  # never a `ray start` cluster
+        return
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **opts)  # never a `ray start` cluster
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray instance would listen on {node_ip}, not on the loopback address only: Ray "
+                           f"was imported before pgm_marl.sweep.start_ray without {RAY_CLUSTERS_ENV}=0; set it in "
+                           "the environment, or import Ray after starting the sweep")
+
+
+def hold_after() -> Optional[int]:
+    """The :data:`HOLD_ENV` test hook's ``N``, or None when it is not set."""
+    text = os.environ.get(HOLD_ENV)
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d+", text.strip()):
+        raise ConfigError(f"{HOLD_ENV}={text!r}; accepted: an int >= 0 (runs returned before the sweep holds)")
+    return int(text)
+
+
+def hold(returned: int) -> None:
+    """Say that the sweep holds (:data:`HOLD_ENV`) and wait for the interrupt that ends it (KeyboardInterrupt)."""
+    print(f"sweep held after {returned} runs ({HOLD_ENV}); waiting for an interrupt", file=sys.stderr, flush=True)
+    while True:  # short sleeps: a signal taken by another of the driver's threads is acted on at the next one
+        time.sleep(0.1)
 
 
 def _interrupt(signum, frame):
@@ -268,7 +309,7 @@ def run_grid(runs: List[Tuple[str, TrainConfig]], address: Optional[str] = None,
         try:
             check_config(cfg)
         except ValueError as err:  # RunFolderError, or a config.json that does not load
-            results[name] = result_of(name, cfg, "failed", one_line(err))
+            results[name] = result_of(name, cfg, "failed", one_line(err, typed=True, first=True))
             continue
         if run_status(cfg) == "finished":
             results[name] = result_of(name, cfg, "skipped")
@@ -276,15 +317,19 @@ def run_grid(runs: List[Tuple[str, TrainConfig]], address: Optional[str] = None,
             todo.append((name, cfg))
     bar = tqdm(total=len(runs), initial=len(results), unit="run", disable=not progress, dynamic_ncols=True)
     if todo:
+        held = hold_after()
+        start_ray(address, num_cpus)
         import ray
 
-        start_ray(address, num_cpus)
         previous = signal.signal(signal.SIGTERM, _interrupt)
         task = ray.remote(execute_run)
         limit = max_parallel or len(todo)
         in_flight: Dict[Any, Tuple[str, TrainConfig, float]] = {}
+        returned = 0
         try:
             while todo or in_flight:
+                if held is not None and returned >= held and todo:
+                    hold(returned)
                 while todo and len(in_flight) < limit:
                     name, cfg = todo.pop(0)
                     ref = task.options(num_cpus=cfg.threads, max_retries=0).remote(name, cfg.to_dict())
@@ -295,7 +340,9 @@ def run_grid(runs: List[Tuple[str, TrainConfig]], address: Optional[str] = None,
                     try:
                         results[name] = ray.get(ref)
                     except Exception as err:  # the worker died (killed, out of memory)
-                        results[name] = result_of(name, cfg, "failed", one_line(err), time.perf_counter() - t0)
+                        results[name] = result_of(name, cfg, "failed", one_line(err, typed=True, first=True),
+                                                  time.perf_counter() - t0)
+                    returned += 1
                     bar.update(1)
                     bar.set_postfix(failed=sum(r["status"] == "failed" for r in results.values()), refresh=False)
         finally:
@@ -336,28 +383,13 @@ def write_manifest(sweep_dir: Path, given: Dict[str, List[Any]], runs: List[Tupl
 
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
     """``pgm-marl sweep``: every TrainConfig field as a repeatable flag, plus the sweep's own flags."""
-    from . import cli
-
     sw = sub.add_parser("sweep", help="run a grid of training runs on Ray (repeat a flag for a grid axis)",
                         description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in NOT_FLAGS:
-            continue
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if kind is bool:
-            sw.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                            help=help_text + "; applies to all runs")
-            continue
-        conv = cli.flag_type(kind)
-        if f.name == "seed":
-            conv, help_text = parse_seeds, help_text + "; 'A-B' is the range A..B"
-        sw.add_argument(flag, dest=f.name, type=conv, action="append", default=argparse.SUPPRESS,
-                        metavar=f.name.upper(), help=help_text + "; repeat for a grid axis")
+    add_config_flags(sw, skip=NOT_FLAGS, grid=True, types={"seed": (parse_seeds, "; 'A-B' is the range A..B")})
     sw.add_argument("--out", dest="sweep_dir", default="runs/sweep", metavar="SWEEP_DIR",
                     help="sweep folder: sweep.json and one run folder per grid point (default: runs/sweep)")
-    sw.add_argument("--address", default=None, help="address of an existing Ray cluster (default: a local instance)")
+    sw.add_argument("--address", default=None, help="address of an existing Ray cluster (default: a local instance, on "
+                    "the loopback address only)")
     sw.add_argument("--num-cpus", type=int, default=None, help="cores of the local Ray instance (default: all)")
     sw.add_argument("--max-parallel", type=int, default=None, help="at most this many runs at once (default: "
                     "as many as the Ray cores allow, one per --threads cores)")

@@ -108,13 +108,13 @@ def collect(game, learner_or_policies, batch_size: int, generator: torch.Generat
     s = torch.randint(S, (batch_size,), generator=generator)
     state = nn.functional.one_hot(s, S).float()
     if hasattr(learner_or_policies, "act"):
-        actions = learner_or_policies.act([state] * n)
+        actions = torch.stack(learner_or_policies.act([state] * n), -1)
     else:  # the tables' rows as logits, drawn by the action spaces (Gumbel-max)
         spaces = ActionSpaces.coerce([pi.shape[-1] for pi in learner_or_policies])
         width = max(spaces.param_dims)
         logits = torch.stack([nn.functional.pad(pi[s].float().log(), (0, width - pi.shape[-1]))
                               for pi in learner_or_policies])
-        actions = spaces.act(spaces.pad(logits), generator=generator)
+        actions = spaces.store(spaces.act(spaces.pad(logits), generator=generator))
     idx = (s,) + tuple(actions.T)
     reward = game.rewards[(slice(None),) + idx].T.float()  # [B, n]
     s_next = torch.multinomial(game.transition[idx].float(), 1, generator=generator)[:, 0]

@@ -1,6 +1,8 @@
 """Regression corpus of bad inputs, run through the real CLI in subprocesses.
 
-Every case must exit 2 with exactly one line on stderr, no traceback, and a message that names the bad value.
+Every case must exit 2 with exactly one line on stderr, no traceback, and a message that names the bad value, on
+each environment backend (:data:`BACKENDS`: ``train`` cases get ``--backend``, ``evaluate`` cases read a run trained
+on that backend); :data:`TORCH_ONLY` adds the torch backend's own checks (options that only mpe2 runs).
 The cases that point at an existing run (or at damaged copies of it) must not change any of its files, and no
 case may create anything in the working directory. A genuine internal error must keep its traceback (exit 1).
 
@@ -29,7 +31,17 @@ TINY = dict(task="cooperative_navigation", episodes=2, max_cycles=5, hidden=8, b
             update_every=5, buffer_size=100, eval_every=2, eval_episodes=2, checkpoint_every=2, progress=False,
             tensorboard=False)
 
-#: (argv with {placeholders}, a substring the one-line message must contain: the bad value, named)
+#: the backends every case runs on (``train`` cases get ``--backend``; ``evaluate`` cases read a run of that backend)
+BACKENDS = ("torch", "pettingzoo")
+
+
+def _path_task(expected: str, task: str) -> dict:
+    """The expected message of an import-path case: mpe2 runs it (pettingzoo); the torch backend refuses the task."""
+    return {"pettingzoo": expected, "torch": f"backend 'torch' cannot run {task!r}: it implements only the four paper"}
+
+
+#: (argv with {placeholders}, a substring the one-line message must contain: the bad value, named; or one such
+#: substring per backend); every case runs on every backend of BACKENDS
 CASES = [
     # flags, refused by the config before torch is imported
     ("train --episodes 0", "episodes must be a positive int, got 0"),
@@ -60,16 +72,55 @@ CASES = [
     ("train --out {bad_config} --resume", "alpha must be finite, got inf"),
     # tasks, env arguments, algorithms
     ("train --task no_such_task", "unknown task 'no_such_task'"),
-    ("train --task no.such.module", "unknown import path 'no.such.module'"),
-    ("train --task collections:OrderedDict", "does not produce a PettingZoo ParallelEnv"),
-    ("train --task mpe2.simple_spread_v3 --env-kwargs local_ratio=2", "'local_ratio': 2"),
-    ("train --task mpe2.simple_spread_v3 --env-kwargs bogus=1", "bogus"),
-    ("train --task mpe2.simple_push_v3 --env-kwargs continuous_actions=True", "has no temperature in the paper"),
+    ("train --task no.such.module", _path_task("unknown import path 'no.such.module'", "no.such.module")),
+    ("train --task collections:OrderedDict",
+     _path_task("does not produce a PettingZoo ParallelEnv", "collections:OrderedDict")),
+    ("train --task mpe2.simple_spread_v3 --env-kwargs local_ratio=2",
+     _path_task("'local_ratio': 2", "mpe2.simple_spread_v3")),
+    ("train --task mpe2.simple_spread_v3 --env-kwargs bogus=1", _path_task("bogus", "mpe2.simple_spread_v3")),
+    ("train --task mpe2.simple_push_v3 --env-kwargs continuous_actions=True",
+     _path_task("has no temperature in the paper", "mpe2.simple_push_v3")),
     ("train --env-kwargs continuous_actions=True --algo masac-exact", "Box(d=5), but the exact estimator"),
-    ("train --task mpe2.simple_spread_v3 --teams red=agent_0", "misses agents ['agent_1', 'agent_2']"),
+    ("train --task mpe2.simple_spread_v3 --teams red=agent_0",
+     _path_task("misses agents ['agent_1', 'agent_2']", "mpe2.simple_spread_v3")),
+    # the paper tasks' env options, checked once for both backends (envs.tasks.check_env_kwargs): no coercion
+    ("train --env-kwargs N=2.5", "env option N=2.5 of task 'cooperative_navigation' is not accepted; accepted: an int"),
+    ("train --env-kwargs N='3'", "env option N='3' of task"),
+    ("train --env-kwargs N=True", "env option N=True of task"),
+    ("train --env-kwargs N=0", "env option N=0 of task"),
+    ("train --env-kwargs continuous_actions='yes'", "continuous_actions='yes' of task 'cooperative_navigation' is "
+                                                    "not accepted; accepted: True or False"),
+    ("train --env-kwargs continuous_actions=yes", "continuous_actions='yes' of task"),
+    ("train --env-kwargs local_ratio='x'", "local_ratio='x' of task 'cooperative_navigation' is not accepted; "
+                                           "accepted: a number in [0, 1]"),
+    ("train --env-kwargs local_ratio=2", "local_ratio=2 of task"),
+    ("train --task predator_prey --env-kwargs num_good=-1", "num_good=-1 of task 'predator_prey'"),
+    ("train --task predator_prey --env-kwargs num_adversaries=2.0", "num_adversaries=2.0 of task 'predator_prey'"),
+    ("train --task predator_prey --env-kwargs num_agent_neighbors=True", "num_agent_neighbors=True of task"),
+    ("train --task physical_deception --env-kwargs N=1.5", "N=1.5 of task 'physical_deception'"),
+    ("train --env-kwargs bogus=1", "unknown env option 'bogus' of task 'cooperative_navigation'; accepted: N, "),
+    ("train --env-kwargs dtype=float64", "unknown env option 'dtype'"),
+    ("train --task cooperative_communication --env-kwargs N=3", "unknown env option 'N' of task "
+                                                                "'cooperative_communication'"),
+    # options that clash with the run's own settings
+    ("train --env-kwargs max_cycles=10", "env option max_cycles=10 clashes with the run's own max_cycles; accepted: "
+                                         "set it with --max-cycles"),
+    ("train --env-kwargs seed=1", "seed=1 clashes with the run's own seed"),
+    ("train --env-kwargs num_envs=4", "num_envs=4 clashes"),
+    ("train --env-kwargs backend=torch", "backend='torch' clashes"),
+    ("train --env-kwargs device=cuda", "device='cuda' clashes"),
+    ("train --env-kwargs teams=x", "teams of task 'cooperative_navigation' must map team names to lists of agent "
+                                   "names, got 'x'"),
     ("train --task predator_prey --algo predators=masac", "no algorithm for team(s) prey"),
     ("train --algo nope", "unknown algorithm 'nope'"),
-    ("train --algo reinforce-elbo --alpha 0", "temperature > 0"),
+    # alpha's range, checked once (inference.variants.temperatures), per algorithm
+    ("train --algo reinforce-elbo --alpha 0", "--alpha 0.0 is not a valid temperature for reinforce-elbo; "
+                                              "accepted: a finite number > 0 (eq. 3 divides by it)"),
+    ("train --alpha -0.5", "--alpha -0.5 is not a valid temperature for masac; accepted: a finite number >= 0"),
+    ("train --algo masac-auto --alpha 0", "--alpha 0.0 is not a valid temperature for masac-auto; accepted: a "
+                                          "finite number > 0"),
+    ("train --task predator_prey --algo predators=maddpg,prey=masac --alpha -1",
+     "--alpha -1.0 is not a valid temperature for masac"),
     # evaluate
     ("evaluate {run} --seed -1", "--seed: got '-1'"),
     ("evaluate {run} --episodes 0", "--episodes: got '0'"),
@@ -86,6 +137,17 @@ CASES = [
     ("", "the following arguments are required: command"),
     ("frobnicate", "invalid choice: 'frobnicate'"),
 ]
+#: the torch backend's own checks: options mpe2 runs (so not a mistake on pettingzoo) that the torch port lacks
+TORCH_ONLY = [
+    ("train --env-kwargs curriculum=True", "backend 'torch' cannot run 'cooperative_navigation': curriculum=True is "
+                                           "not supported by the torch port (only False); accepted: --backend "
+                                           "pettingzoo or auto"),
+    ("train --task predator_prey --env-kwargs terminate_on_success=True", "terminate_on_success=True is not supported"),
+    ("train --task physical_deception --env-kwargs num_agent_neighbors=1", "num_agent_neighbors=1 is not supported"),
+    ("train --env-kwargs num_landmark_neighbors=2", "num_landmark_neighbors=2 is not supported"),
+    ("train --env-kwargs render_mode=human", "render_mode='human' is not supported by the torch port (only None or "
+                                             "'rgb_array')"),
+]
 
 
 def _snapshot(root: Path) -> dict:
@@ -95,41 +157,56 @@ def _snapshot(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """An existing (real, tiny) run and damaged copies of it; returns the placeholders of CASES."""
+    """Per backend: an existing (real, tiny) run and damaged copies of it; returns the placeholders of CASES."""
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("bad_inputs")
-    run = train(TrainConfig(**TINY, out=str(tmp / "run")))
-    config = json.loads((run / "config.json").read_text())
-
-    def folder(name, config_update=None, checkpoint=None, raw_config=None):
-        d = tmp / name
-        d.mkdir()
-        (d / "config.json").write_text(raw_config or json.dumps({**config, **(config_update or {})}))
-        if isinstance(checkpoint, bytes):
-            (d / "checkpoint.pt").write_bytes(checkpoint)
-        elif checkpoint is not None:
-            torch.save(checkpoint, d / "checkpoint.pt")
-        return d
-
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
-    misfit = {**ckpt, "config": {**ckpt["config"], "hidden": 16}}  # weights of hidden 8, config says 16
+    (tmp / "a_file").write_text("not a folder\n")
     unwritable = tmp / "read_only" / "run"
     if os.geteuid() == 0:  # root writes anywhere a permission allows; /proc refuses new folders to everyone
         unwritable = Path("/proc/pgm_marl_test_run")
     else:
         unwritable.parent.mkdir()
         unwritable.parent.chmod(0o500)
-    (tmp / "a_file").write_text("not a folder\n")
-    return {
-        "tmp": tmp, "run": run, "file": tmp / "a_file", "unwritable": unwritable, "unwritable_name": unwritable.name,
-        "no_ckpt": folder("no_ckpt"),
-        "bad_keys": folder("bad_keys", checkpoint={"weights": torch.zeros(3)}),
-        "corrupt": folder("corrupt", checkpoint=b"PK\x03\x04 this is not a zip archive"),
-        "misfit": folder("misfit", {"hidden": 16}, misfit),
-        "bad_config": folder("bad_config", checkpoint=ckpt,
-                             raw_config=json.dumps(config).replace('"alpha": null', '"alpha": Infinity')),
-        "unknown_key": folder("unknown_key", {"colour": "blue"}, ckpt),
-    }
+    placeholders = {}
+    for backend in BACKENDS:
+        base = tmp / backend
+        base.mkdir()
+        run = train(TrainConfig(**TINY, backend=backend, out=str(base / "run")))
+        config = json.loads((run / "config.json").read_text())
+        assert config["backend"] == backend
+
+        def folder(name, config_update=None, checkpoint=None, raw_config=None):
+            d = base / name
+            d.mkdir()
+            (d / "config.json").write_text(raw_config or json.dumps({**config, **(config_update or {})}))
+            if isinstance(checkpoint, bytes):
+                (d / "checkpoint.pt").write_bytes(checkpoint)
+            elif checkpoint is not None:
+                torch.save(checkpoint, d / "checkpoint.pt")
+            return d
+
+        ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+        misfit = {**ckpt, "config": {**ckpt["config"], "hidden": 16}}  # weights of hidden 8, config says 16
+        placeholders[backend] = {
+            "tmp": tmp, "run": run, "file": tmp / "a_file", "unwritable": unwritable,
+            "unwritable_name": unwritable.name,
+            "no_ckpt": folder("no_ckpt"),
+            "bad_keys": folder("bad_keys", checkpoint={"weights": torch.zeros(3)}),
+            "corrupt": folder("corrupt", checkpoint=b"PK\x03\x04 this is not a zip archive"),
+            "misfit": folder("misfit", {"hidden": 16}, misfit),
+            "bad_config": folder("bad_config", checkpoint=ckpt,
+                                 raw_config=json.dumps(config).replace('"alpha": null', '"alpha": Infinity')),
+            "unknown_key": folder("unknown_key", {"colour": "blue"}, ckpt),
+        }
+    return {"tmp": tmp, "unwritable": unwritable, **placeholders}
+
+
+def _case(argv: str, expected, backend: str, places: dict):
+    """``(argv list, expected substring)`` of a case on ``backend``: ``train`` gets ``--backend``."""
+    words = [a.format(**places) for a in argv.split()]
+    if words[:1] == ["train"]:
+        words += ["--backend", backend]
+    return words, (expected[backend] if isinstance(expected, dict) else expected).format(**places)
 
 
 #: the CASES that also run as a fresh ``python -m pgm_marl`` (one per layer: argparse, config, run folder, task,
@@ -207,17 +284,20 @@ def _check(argv, expected, out):
 
 
 def test_every_bad_input_is_one_clean_line(runs, tmp_path):
+    """Every case on every backend (and the torch backend's own cases on it): exit 2, one line naming the value."""
     assert len(CASES) >= 45 and all(f in dict(CASES) for f in FRESH)
     before = _snapshot(runs["tmp"])
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    argvs = [[a.format(**runs) for a in argv.split()] for argv, _ in CASES]
-    failures = [_check(argv, expected.format(**runs), out)
-                for (argv, expected), out in zip(CASES, _forked_cli(argvs, cwd))]
-    fresh = [(argv, expected) for argv, expected in CASES if argv in FRESH]
+    cases = [_case(argv, expected, backend, runs[backend]) for backend in BACKENDS for argv, expected in CASES]
+    cases += [_case(argv, expected, "torch", runs["torch"]) for argv, expected in TORCH_ONLY]
+    failures = [_check(argv, expected, out) for (argv, expected), out in zip(cases, _forked_cli([a for a, _ in cases],
+                                                                                                  cwd))]
+    fresh = [_case(argv, expected, backend, runs[backend]) for backend in BACKENDS for argv, expected in CASES
+             if argv in FRESH]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outs = pool.map(lambda case: _fresh_cli([a.format(**runs) for a in case[0].split()], cwd), fresh)
-        failures += [_check(argv, expected.format(**runs), out) for (argv, expected), out in zip(fresh, outs)]
+        outs = pool.map(lambda case: _fresh_cli(case[0], cwd), fresh)
+        failures += [_check(argv, expected, out) for (argv, expected), out in zip(fresh, outs)]
     failures = [f for f in failures if f]
     assert not failures, "\n".join(failures)
     assert _snapshot(runs["tmp"]) == before, "a bad input changed a file of an existing run"

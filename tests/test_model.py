@@ -3,7 +3,7 @@ import pyro
 import pytest
 import torch
 
-from pgm_marl.inference.elbo import elbo_estimate, elbo_loss, elbo_particles, temperature
+from pgm_marl.inference.elbo import elbo_estimate, elbo_loss, elbo_particles, temper_actions
 from pgm_marl.inference.exact import exact_elbo, exact_elbo_terms, exact_soft_q
 from pgm_marl.models.agent_mdp import agent_model
 from pgm_marl.models.guide import policy_guide
@@ -160,25 +160,28 @@ def test_bound_is_tight_when_the_others_do_not_matter():
     assert se.item() < 1e-10 and abs(mean.item() - log_evidence) < 1e-10
 
 
-def test_temperature_handler_is_alpha_times_tempered_elbo():
-    """With reparameterized sites, temperature(alpha) on a model with exp(r) likelihood = alpha * ELBO(exp(r/alpha))."""
+def test_temper_actions_is_alpha_times_tempered_elbo():
+    """With reparameterized sites, temper_actions on a model with exp(r) likelihood = alpha * ELBO(exp(r / alpha))."""
     game, pols = _setup((3, (2, 3), 2), 5)
     args = (TabularWorld(game), TabularPolicies(pols))
     alpha = 0.3
     pyro.set_rng_seed(7)
-    a = elbo_particles(temperature(alpha)(agent_model), temperature(alpha)(policy_guide), *args, None, 1.0, "reparam",
-                       num_particles=50)["elbo"]
+    a = elbo_particles(temper_actions(agent_model, alpha), temper_actions(policy_guide, alpha), *args, None, 1.0,
+                       "reparam", num_particles=50)["elbo"]
     pyro.set_rng_seed(7)
     b = elbo_particles(agent_model, policy_guide, *args, None, alpha, "reparam", num_particles=50)["elbo"]
     assert torch.allclose(a, alpha * b, atol=1e-10)
     with pytest.raises(ValueError, match="reparameterized"):
-        elbo_particles(temperature(alpha)(agent_model), temperature(alpha)(policy_guide), *args, None, 1.0, "score")
+        elbo_particles(temper_actions(agent_model, alpha), temper_actions(policy_guide, alpha), *args, None, 1.0,
+                       "score")
+    with temper_actions(alpha=alpha):  # the messenger itself, as a context (Pyro's handler convention)
+        pyro.set_rng_seed(7)
+        c = elbo_particles(agent_model, policy_guide, *args, None, 1.0, "reparam", num_particles=50)["elbo"]
+    assert torch.equal(a, c)
 
 
-def test_bad_agent_and_alpha_are_refused():
+def test_bad_agent_is_refused():  # (alpha is checked once, for a run, by inference.variants.temperatures)
     game, pols = _setup((3, (2, 3), 1), 1)
     args = (TabularWorld(game), TabularPolicies(pols))
     with pytest.raises(ValueError, match="agent 5"):
         elbo_particles(agent_model, policy_guide, *args, 5)
-    with pytest.raises(ValueError, match="alpha=0"):
-        elbo_particles(agent_model, policy_guide, *args, 0, 0)

@@ -15,7 +15,7 @@ from pgm_marl.errors import ConfigError
 from pgm_marl.networks import PRECISIONS as DTYPES
 from pgm_marl.networks import Actors, BatchedLinear, TwinCritics
 from pgm_marl.replay import ReplayBuffer
-from pgm_marl.train import make_learner
+from pgm_marl.learner import make_learner
 
 
 def test_the_config_and_the_networks_accept_the_same_names():

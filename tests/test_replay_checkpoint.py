@@ -187,7 +187,8 @@ def test_config_validation_and_round_trip(tmp_path):
     cfg.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == cfg
     assert TrainConfig().batch_size * TrainConfig().max_cycles == TrainConfig().learning_starts
-    for bad in ({"episodes": 0}, {"eval_every": -1}, {"num_envs": 1.5}, {"gamma": 2.0}, {"alpha": -1.0}):
+    for bad in ({"episodes": 0}, {"eval_every": -1}, {"num_envs": 1.5}, {"gamma": 2.0}, {"critic": "gnn"},
+                {"share_params": "yes"}, {"replay_dtype": "int8"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):

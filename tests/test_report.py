@@ -11,7 +11,9 @@ import pytest
 
 from pgm_marl import cli
 from pgm_marl.config import TrainConfig
+from pgm_marl.metrics import metric_columns, return_columns
 from pgm_marl.report import build_report, comparisons, find_runs, group_runs, marl_eval_json
+from pgm_marl.sweep import final_returns
 
 REPS = 300
 
@@ -199,3 +201,21 @@ def test_cli_missing_folder_is_one_line_error(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no sweep folder at") and "\n" not in err
+
+
+def test_team_returns_are_read_alike_by_the_report_and_the_sweep(tmp_path):
+    """``return/<team>`` columns are read by one helper (``metrics.return_columns``), in the file's order."""
+    assert return_columns(metric_columns(["predators", "prey"])) == {"predators": "return/predators",
+                                                                     "prey": "return/prey"}
+    run_dir = fake_run(tmp_path, "predator_prey", "masac", 0, {"predators": [1.0, 2.5], "prey": [-1.0, -3.0]})
+    (run,) = find_runs(tmp_path)
+    assert list(run.returns) == ["predators", "prey"] and run.returns["prey"].tolist() == [-1.0, -3.0]
+    assert final_returns(run_dir) == {"predators": 2.5, "prey": -3.0}
+
+
+def test_a_foreign_metrics_file_is_skipped_with_a_one_line_warning(tmp_path, capsys):
+    fake_run(tmp_path, "cooperative_navigation", "masac", 0, {"all": [-20.0, -18.0]})
+    foreign = fake_run(tmp_path, "cooperative_navigation", "masac", 1, {"all": [-20.0]})
+    (foreign / "metrics.csv").write_text("step,return/all\n100,-20.0\n")
+    assert [r.config["seed"] for r in find_runs(tmp_path)] == [0]
+    assert capsys.readouterr().err == f"warning: {foreign} skipped: KeyError: 'episode'\n"

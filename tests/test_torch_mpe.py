@@ -67,6 +67,19 @@ class Sticky:
         return new
 
 
+def env_actions(acts, spec, dtype=F64):
+    """The env action format (per-agent tensors) of a ``Sticky`` draw: ``[K]`` indices, or agent i's first
+    ``d_i`` entries of the padded ``[K, A, max d]`` continuous draw."""
+    if acts.ndim == 3:
+        return [torch.as_tensor(acts[:, i, : a.shape[0]], dtype=dtype) for i, a in enumerate(spec.action_spaces)]
+    return list(torch.as_tensor(acts, dtype=torch.long).T)
+
+
+def ints(K, n, value):
+    """Every agent of K copies takes action ``value``."""
+    return [torch.full((K,), value, dtype=torch.long)] * n
+
+
 def mpe2_actions(acts, spec, k):
     if acts.ndim == 3:
         return {a: acts[k, i, : spec.action_spaces[i].shape[0]].copy() for i, a in enumerate(spec.agents)}
@@ -93,8 +106,7 @@ def lockstep(task, kw, K=100, steps=25, continuous=False, seed=0, tenv=None, rel
         if reload:
             state = tenv.load_mpe2_states(envs)
         acts = policy()
-        tact = torch.as_tensor(acts, dtype=F64 if continuous else torch.long)
-        state, obs, rew = tenv.step_state(state, tact)
+        state, obs, rew = tenv.step_state(state, env_actions(acts, spec))
         ref_obs32, ref_rew = [], []
         for k, e in enumerate(envs):
             o, r, _, _, _ = e.step(mpe2_actions(acts, spec, k))
@@ -137,18 +149,39 @@ def test_step_for_step_matches_mpe2(task, kw):
         assert stats["hits"] > 0 and stats["max_speed"] > 0 and stats["bound"] > 0, stats
 
 
+#: many agents (issue 15): cooperative navigation with N = 12, predator-prey with 12 predators, 4 prey, 4 obstacles
+MANY = [("cooperative_navigation", {"N": 12}),
+        ("predator_prey", {"num_adversaries": 12, "num_good": 4, "num_obstacles": 4})]
+
+
+@pytest.mark.parametrize("task, kw", MANY, ids=["N12", "12-4-4"])
+def test_many_agents_step_for_step_match_mpe2(task, kw):
+    """Large teams are checked against mpe2 as the small variants are: the reference state copied in before every
+    step, the same actions, then observations, rewards and state compared (8 copies, one episode)."""
+    err, stats, _, _ = lockstep(task, kw, K=8)
+    assert max(err.values()) <= TOL, err
+    assert err["obs"] <= 1e-9 and err["pos"] <= 1e-9, err
+    assert stats["hits"] > 0, stats  # collisions (navigation) / catches (predator-prey) were exercised
+    if task == "predator_prey":
+        assert stats["max_speed"] > 0 and stats["bound"] > 0, stats
+
+
+@pytest.mark.parametrize("N", [3, 6, 12, 24, 48])
+def test_cooperative_navigation_at_many_sizes(N):
+    """N = 3 ... 48: the spec is mpe2's, and a few steps from mpe2's states match it (2 copies: mpe2 is slow here)."""
+    assert TorchMPEVectorEnv("cooperative_navigation", N=N).spec == make_env("cooperative_navigation", N=N)[1]
+    err, _, _, _ = lockstep("cooperative_navigation", {"N": N}, K=2, steps=3)
+    assert max(err.values()) <= TOL, err
+
+
 @pytest.mark.parametrize("task", ["cooperative_navigation", "cooperative_communication", "predator_prey",
                                   "physical_deception"])
 def test_continuous_actions_match_mpe2(task):
     err, _, _, tenv = lockstep(task, {}, K=30, continuous=True, seed=1)
     assert max(err.values()) <= TOL, err
-    # a list of per-agent tensors is accepted too
-    spec = tenv.spec
-    state = tenv.world_state
-    acts = torch.rand(30, spec.n_agents, tenv.world.max_action_dim, dtype=F64)
-    per_agent = [acts[:, i, : a.shape[0]] for i, a in enumerate(spec.action_spaces)]
-    a, b = tenv.step_state(state, acts), tenv.step_state(state, per_agent)
-    assert torch.equal(a[2], b[2]) and all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
+    # one action format: per-agent tensors; a padded [K, A, max d] tensor is refused in one line
+    with pytest.raises(ValueError, match=r"list of \d per-agent tensors.*got shape \[30, "):
+        tenv.step_state(tenv.world_state, torch.rand(30, tenv.n_agents, tenv.world.max_action_dim, dtype=F64))
 
 
 @pytest.mark.parametrize("task, kw", [VARIANTS[0], VARIANTS[4]], ids=[IDS[0], IDS[4]])
@@ -215,7 +248,7 @@ def test_truncation_autoreset_and_episode_returns(task, kw):
     gen = torch.Generator().manual_seed(0)
     hand = {t: torch.zeros(K, dtype=F64) for t in spec.teams}
     for step in range(1, 2 * max_cycles + 1):
-        acts = torch.stack([torch.randint(a.n, (K,), generator=gen) for a in spec.action_spaces], 1)
+        acts = [torch.randint(a.n, (K,), generator=gen) for a in spec.action_spaces]
         prev = env.world_state
         res = env.step(acts)
         ended = step % max_cycles == 0
@@ -250,7 +283,7 @@ def _rollout(env, steps, seed=0):
     gen = torch.Generator().manual_seed(seed)
     out = [torch.cat(env.reset(), -1)]
     for _ in range(steps):
-        acts = torch.stack([torch.randint(a.n, (env.num_envs,), generator=gen) for a in env.spec.action_spaces], 1)
+        acts = [torch.randint(a.n, (env.num_envs,), generator=gen) for a in env.spec.action_spaces]
         res = env.step(acts)
         out += [env.state(res.obs), res.reward]
     return out
@@ -277,12 +310,12 @@ def test_seeding_reset_seed_and_checkpoints():
     assert all(torch.equal(x, y) for x, y in zip(a.reset(), o1))
     # whole-env checkpoint mid-episode continues identically
     for _ in range(10):
-        a.step(torch.zeros(5, 4, dtype=torch.long))
+        a.step(ints(5, 4, 0))
     sd = a.state_dict()
-    tail1 = [a.step(torch.ones(5, 4, dtype=torch.long)) for _ in range(20)]
+    tail1 = [a.step(ints(5, 4, 1)) for _ in range(20)]
     d = TorchMPEVectorEnv("predator_prey", num_envs=5, seed=99)
     d.load_state_dict(sd)
-    tail2 = [d.step(torch.ones(5, 4, dtype=torch.long)) for _ in range(20)]
+    tail2 = [d.step(ints(5, 4, 1)) for _ in range(20)]
     for r1, r2 in zip(tail1, tail2):
         assert torch.equal(torch.cat(r1.obs, -1), torch.cat(r2.obs, -1)) and torch.equal(r1.reward, r2.reward)
         for t in r1.episode_return:
@@ -305,14 +338,14 @@ def test_spec_equals_make_env(task, kw):
 def test_errors_are_one_line():
     env = TorchMPEVectorEnv("cooperative_communication", num_envs=2)
     with pytest.raises(RuntimeError):
-        env.step(torch.zeros(2, 2, dtype=torch.long))
+        env.step(ints(2, 2, 0))
     env.reset()
-    for bad in (torch.zeros(3, 2, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), torch.zeros(2)):
-        with pytest.raises(ValueError, match=r"\[2, 2\].*got") as info:
+    for bad in (torch.zeros(2, 2, dtype=torch.long), ints(3, 2, 0), ints(2, 3, 0), [torch.zeros(2)] * 2):
+        with pytest.raises(ValueError, match=r"(list of 2 per-agent tensors|shape \[2\]).*got") as info:
             env.step(bad)
         assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="out of range"):
-        env.step(torch.tensor([[3, 0], [0, 0]]))  # the speaker has 3 actions
+    with pytest.raises(ValueError, match="action 3 of agent 'speaker_0' in env copy 0 is out of range"):
+        env.step([torch.tensor([3, 0]), torch.tensor([0, 0])])  # the speaker has 3 actions
     from pgm_marl.envs import TaskError
     with pytest.raises(TaskError, match="num_agent_neighbors"):
         TorchMPEVectorEnv("cooperative_navigation", num_agent_neighbors=2)
@@ -327,7 +360,7 @@ def test_to_mpe2_round_trip_and_render(task):
     tenv = TorchMPEVectorEnv(task, num_envs=4, seed=5, dtype=F64)
     tenv.reset()
     for _ in range(3):
-        tenv.step(torch.ones(4, tenv.n_agents, dtype=torch.long))
+        tenv.step(ints(4, tenv.n_agents, 1))
     env = make_env(task, render_mode="rgb_array")[0]
     env.reset(seed=0)
     tenv.to_mpe2(2, env)
@@ -344,8 +377,7 @@ def test_to_mpe2_round_trip_and_render(task):
         w = env.unwrapped.world
         assert np.allclose(w.agents[1].color, w.agents[0].goal_b.color + 0.45)
     # the mpe2 env continues from the written state exactly as the torch copy does
-    acts = torch.ones(4, tenv.n_agents, dtype=torch.long)
-    _, nobs, nrew = tenv.step_state(before, acts)
+    _, nobs, nrew = tenv.step_state(before, ints(4, tenv.n_agents, 1))
     _, rew, _, _, _ = env.step({a: 1 for a in tenv.spec.agents})
     assert all(np.abs(o[2].numpy() - r).max() < 1e-12 for o, r in zip(nobs, full_obs(env)))
     assert np.abs(nrew[2].numpy() - np.array([rew[a] for a in tenv.spec.agents])).max() < 1e-12
@@ -355,7 +387,7 @@ def test_to_mpe2_round_trip_and_render(task):
     tenv2 = TorchMPEVectorEnv(task, num_envs=2, seed=5, dtype=F64, max_cycles=3)
     tenv2.reset()
     for _ in range(3):
-        res = tenv2.step(torch.ones(2, tenv2.n_agents, dtype=torch.long))
+        res = tenv2.step(ints(2, tenv2.n_agents, 1))
     assert res.truncated.all()
     tenv2.to_mpe2(1, env, final=True)
     assert env.unwrapped.steps == 3

@@ -33,7 +33,7 @@ class TinyLearner:
         self.memory = ReplayMemory(cfg, spec.state_dim, spec.n_agents)
 
     def store(self, state, actions, reward, next_state, terminated):
-        self.memory.add(state, actions, reward, next_state, terminated)
+        self.memory.add(state, torch.stack(actions, -1), reward, next_state, terminated)
 
     def updates_due(self, env_steps_before, env_steps, round_end):
         return self.memory.updates_due(env_steps_before, env_steps)
@@ -46,10 +46,10 @@ class TinyLearner:
 
     @torch.no_grad()
     def act(self, obs, deterministic=False):
-        logits = [net(o) for net, o in zip(self.actors, obs)]
+        logits = [net(o) for net, o in zip(self.actors, obs)]  # the env action format: one [K] tensor per agent
         if deterministic:
-            return torch.stack([lg.argmax(-1) for lg in logits], -1)
-        return torch.stack([torch.distributions.Categorical(logits=lg).sample() for lg in logits], -1)
+            return [lg.argmax(-1) for lg in logits]
+        return [torch.distributions.Categorical(logits=lg).sample() for lg in logits]
 
     def update(self, batch):
         obs = batch.state.split(list(self.spec.obs_dims), dim=-1)
@@ -83,6 +83,17 @@ def tiny_learner(monkeypatch):
     monkeypatch.setattr(train_mod, "make_learner", TinyLearner)
 
 
+def same(a, b) -> bool:
+    """Nested dicts / lists of tensors and plain values, equal bit for bit (e.g. two checkpoints' buffers)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
 def rows(run_dir, drop=("wall_seconds",)):
     with (run_dir / "metrics.csv").open(newline="") as f:
         return [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f)]
@@ -100,6 +111,8 @@ def test_train_writes_run_folder(tmp_path, tiny_learner, tiny):
     # updates every 10 env steps from env step 64 (buffer >= 32): steps 70, 80, ..., 150
     assert ckpt["counters"]["updates"] == 9 and ckpt["counters"]["episode"] == 6
     assert set(ckpt["timing"]) >= {"act", "env", "learn", "eval"}
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["episodes"] == 6 and timing["updates"] == 9 and timing["replay_bytes"] > 0  # the buffer's chunks
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_learner, tiny):
@@ -120,7 +133,7 @@ def _resume_matches(tmp_path, tiny):
     a = torch.load(straight / "checkpoint.pt", weights_only=True)
     b = torch.load(resumed / "checkpoint.pt", weights_only=True)
     assert a["counters"]["updates"] == b["counters"]["updates"]
-    assert torch.equal(a["buffer"]["state"], b["buffer"]["state"])
+    assert same(a["buffer"], b["buffer"]) and same(a["learner"], b["learner"]) and same(a["rng"], b["rng"])
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_learner, tiny):
@@ -176,7 +189,7 @@ def test_cli_help_and_errors(capsys):
     assert cli.main(["evaluate", "/nonexistent/run"]) == 2
 
 
-def test_cli_evaluate_and_gif(tmp_path, tiny_learner, capsys, tiny):
+def test_cli_evaluate_and_gif(tmp_path, capsys, tiny):  # the real learner: evaluate loads its actors
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--no-progress", "--no-tensorboard"]
     args += [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k not in ("progress", "tensorboard")]
@@ -197,8 +210,9 @@ def test_continuous_actions_train_end_to_end(tmp_path, backend, algo):
                          "env_kwargs": "continuous_actions=True"}, out=str(tmp_path / "run"))
     run = train(cfg)
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert ckpt["counters"]["updates"] > 0 and ckpt["buffer"]["actions"].dtype == torch.float32
-    assert ckpt["buffer"]["actions"].shape[1] == 15  # three agents, Box(5) each
+    actions = next(iter(ckpt["buffer"]["chunks"]["actions"].values()))  # the replay buffer's first chunk
+    assert ckpt["counters"]["updates"] > 0 and actions.dtype == torch.float32
+    assert actions.shape[1] == 15  # three agents, Box(5) each
     assert len(rows(run)) == 2
     with pytest.raises(ValueError, match="masac-exact.*Box.*finite set of actions"):
         train(TrainConfig(**{**cfg.to_dict(), "algo": "masac-exact", "out": str(tmp_path / "exact")}))

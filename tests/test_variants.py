@@ -129,3 +129,82 @@ def test_import_path_task_with_user_teams_and_env_kwargs_trains(tmp_path):
         _tiny(tmp_path, env_kwargs="N")
     with pytest.raises(ValueError, match="bad entry 'red'"):
         _tiny(tmp_path, teams="red")
+
+
+@pytest.mark.parametrize("algo,alpha,refused", [
+    ("masac", -0.1, "--alpha -0.1 is not a valid temperature for masac; accepted: a finite number >= 0"),
+    ("masac", float("nan"), "--alpha nan is not a valid temperature for masac; accepted: a finite number >= 0"),
+    ("maddpg-hot", None, "--algo maddpg-hot's own temperature -1.0 is not a valid temperature for maddpg-hot; "
+                         "accepted: a finite number >= 0"),
+    ("reinforce-elbo", 0.0, "--alpha 0.0 is not a valid temperature for reinforce-elbo; accepted: a finite "
+                            "number > 0 (eq. 3 divides by it)"),
+    ("masac-auto", 0.0, "--alpha 0.0 is not a valid temperature for masac-auto; accepted: a finite number > 0"),
+    ("masac", "0.1", "--alpha '0.1' is not a valid temperature for masac"),
+    ("masac", True, "--alpha True is not a valid temperature for masac"),
+])
+def test_each_bad_alpha_is_refused_once_by_temperatures(tmp_path, monkeypatch, algo, alpha, refused):
+    """Alpha's range is checked in one place (inference.variants.temperatures), per algorithm: neither the
+    Algorithm nor the config refuses these values (the config only refuses a non-finite float, as for every
+    float field); building the run's learner does, with the one line, before the run folder is written."""
+    import dataclasses
+
+    from pgm_marl.errors import ConfigError, UserError
+    from pgm_marl.inference import variants
+
+    torch.set_default_dtype(torch.float32)
+    monkeypatch.setattr(variants, "PRESETS", dict(variants.PRESETS))  # this test's own table
+    variants.register(dataclasses.replace(variants.PRESETS["maddpg"], name="maddpg-hot", temperature=-1.0))
+    with pytest.raises(UserError) as err:
+        variants.temperatures([variants.resolve(algo)] * 2, "cooperative_communication", alpha)
+    message = str(err.value)
+    assert refused in message and "\n" not in message
+    try:
+        cfg = _tiny(tmp_path, task="cooperative_communication", algo=algo, alpha=alpha)
+    except ConfigError as bad:
+        assert alpha != alpha and str(bad).startswith("alpha must be finite, got nan")  # NaN: no float field takes it
+        return
+    with pytest.raises(UserError) as err:
+        train(cfg)
+    assert str(err.value) == message
+    assert not (tmp_path / "run").exists()
+
+
+def test_accepted_alphas_are_kept_as_given():
+    from pgm_marl.inference.variants import PRESETS, temperatures
+
+    masac, maddpg, auto, elbo = (PRESETS[n] for n in ("masac", "maddpg", "masac-auto", "reinforce-elbo"))
+    assert temperatures([masac, maddpg], "predator_prey") == [0.26, 0.0]
+    assert temperatures([masac, maddpg, auto, elbo], "mpe2.simple_push_v3", 0.05) == [0.05, 0.0, 0.05, 0.05]
+    assert temperatures([masac], "cooperative_navigation", 0) == [0.0]  # 0: MA-SAC's zero-temperature limit
+    assert temperatures([maddpg], "mpe2.simple_push_v3") == [0.0]  # a preset's own number needs no --alpha
+
+
+def test_evaluate_loads_only_the_actors_and_needs_no_alpha(tmp_path, monkeypatch, capsys):
+    """An import-path task (no paper temperature) trains without --alpha where the algorithm fixes its own
+    (maddpg), and `pgm-marl evaluate` of a run needs none: it builds the actors alone, no loss (so no
+    temperature), and acts exactly as the trained learner does."""
+    from pgm_marl import cli, learner as learner_mod
+    from pgm_marl.checkpoint import load_checkpoint
+    from pgm_marl.envs import make_env
+    from pgm_marl.evaluate import evaluate
+
+    torch.set_default_dtype(torch.float32)
+    cfg = _tiny(tmp_path, task="mpe2.simple_push_v3", backend="pettingzoo", algo="maddpg", episodes=2, num_envs=1,
+                max_cycles=10, learning_starts=5, batch_size=4, update_every=5, eval_every=2, checkpoint_every=2)
+    assert cfg.alpha is None
+    run = train(cfg)
+    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
+    state = load_checkpoint(run / "checkpoint.pt")["learner"]
+    trained = learner_mod.make_learner(spec, cfg)
+    trained.load_state_dict(state)
+    policies = learner_mod.TrainedPolicies(spec, cfg)
+    policies.load_state_dict(state)
+    assert evaluate(policies, spec, cfg, 2, 7) == evaluate(trained, spec, cfg, 2, 7)
+
+    def no_loss(*args, **kwargs):
+        raise AssertionError("evaluate built a loss or resolved a temperature")
+    for name in ("MASACLoss", "temperatures", "reinforce_surrogate"):
+        monkeypatch.setattr(learner_mod, name, no_loss)
+    assert cli.main(["evaluate", str(run), "--episodes", "2", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "mpe2.simple_push_v3 / maddpg" in out and "return/adversary_0" in out and "return/agent_0" in out

@@ -1,14 +1,7 @@
-"""K synchronous environment copies returning torch tensors: one interface, two backends.
+"""The PettingZoo backend: K PettingZoo parallel envs (any task) stepped in a Python loop.
 
-``VectorEnv(task, num_envs, seed, backend=...)`` returns a :class:`PettingZooVectorEnv` (K PettingZoo parallel
-envs stepped in a Python loop; any task) or a :class:`~pgm_marl.envs.torch_mpe.TorchMPEVectorEnv` (the four
-paper tasks as batched tensor programs, checked step for step against mpe2). Both return the same
-:class:`StepResult`. ``backend="auto"`` picks torch for the four named tasks (unless an option needs mpe2
-itself) and PettingZoo otherwise.
-
-Observations are a **list of per-agent tensors** ``obs[i]: [K, obs_dims[i]]`` in
-``spec.agents`` order; sizes differ between agents (speaker 3, listener 11), so nothing
-is padded. ``VectorEnv.state(obs)`` concatenates them into the global state ``[K, sum(obs_dims)]``.
+:class:`PettingZooVectorEnv` implements :class:`~pgm_marl.envs.base.VectorEnvBase` (the interface, the env action
+format and :class:`~pgm_marl.envs.base.StepResult` are there); :func:`pgm_marl.envs.backends.VectorEnv` builds it.
 
 Seeding: copy ``k`` is reset with ``seed + k`` at the first ``reset()``; every later reset
 (auto-reset or explicit) is unseeded and continues that copy's own RNG. Copy ``k`` therefore
@@ -16,86 +9,14 @@ reproduces a single env doing ``reset(seed=seed + k)`` and then plain ``reset()`
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple
+from typing import List
 
 import numpy as np
 import torch
 
+from .base import StepResult, VectorEnvBase
 from .returns import ReturnAccumulator
-from .tasks import TASKS, TaskError, make_env
-
-#: environment implementations; "auto" = torch for the four paper tasks, pettingzoo otherwise
-BACKENDS = ("auto", "torch", "pettingzoo")
-#: env kwargs only mpe2 itself understands (rendering)
-_PETTINGZOO_ONLY = ("render_mode",)
-
-
-def resolve_backend(task: str, backend: str = "auto", env_kwargs: Dict | None = None) -> str:
-    """The concrete backend for ``task``: ``"torch"`` or ``"pettingzoo"``; a one-line ``TaskError`` if impossible."""
-    if backend not in BACKENDS:
-        raise TaskError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
-    torch_ok = task in TASKS and not any(k in (env_kwargs or {}) for k in _PETTINGZOO_ONLY)
-    if backend == "torch" and not torch_ok:
-        why = (f"it implements only the four paper tasks ({', '.join(TASKS)}), not {task!r}" if task not in TASKS
-               else f"{', '.join(_PETTINGZOO_ONLY)} needs mpe2's own renderer")
-        raise TaskError(f"backend 'torch' cannot run {task!r}: {why}; accepted: --backend pettingzoo or auto")
-    if backend == "auto":
-        if torch_ok:  # options the torch port lacks (curriculum, partial observability): mpe2 runs them
-            from .torch_mpe.vector import unsupported_option
-            torch_ok = unsupported_option(task, env_kwargs or {}) is None
-        return "torch" if torch_ok else "pettingzoo"
-    return backend
-
-
-def default_num_envs(backend: str, episodes: int | None = None) -> int:
-    """Env copies when ``num_envs`` is not given: 100 on torch (one vector step = 100 env steps = one gradient
-    step at the paper's ``update_every=100``, so the ratio of updates to env steps is the paper's), but never
-    more than the run's ``episodes`` (a round plays ``num_envs`` episodes); 1 on pettingzoo (its copies are
-    stepped one by one: more of them gain nothing)."""
-    if backend != "torch":
-        return 1
-    return max(1, min(100, episodes)) if isinstance(episodes, int) and not isinstance(episodes, bool) else 100
-
-
-def VectorEnv(task: str, num_envs: int = 1, seed: int = 0, teams=None, max_cycles: int = 25,
-              device: str | torch.device = "cpu", backend: str = "auto", **env_kwargs):
-    """``num_envs`` copies of ``task`` on the chosen backend (see :func:`resolve_backend`); same interface."""
-    backend = resolve_backend(task, backend, env_kwargs)
-    if backend == "torch":
-        from .torch_mpe import TorchMPEVectorEnv
-        return TorchMPEVectorEnv(task, num_envs=num_envs, seed=seed, teams=teams, max_cycles=max_cycles,
-                                 device=device, **env_kwargs)
-    return PettingZooVectorEnv(task, num_envs=num_envs, seed=seed, teams=teams, max_cycles=max_cycles,
-                               device=device, **env_kwargs)
-
-
-class StepResult(NamedTuple):
-    obs: List[torch.Tensor]  # [K, d_i] per agent; reset observation where an episode ended
-    next_obs: List[torch.Tensor]  # [K, d_i] per agent; true final observation of the transition
-    reward: torch.Tensor  # float32 [K, n_agents]
-    terminated: torch.Tensor  # bool [K]: all agents terminated
-    truncated: torch.Tensor  # bool [K]: time limit (MPE episodes end here after max_cycles)
-    episode_return: Dict[str, torch.Tensor]  # team -> float32 [K]; NaN where no episode ended
-
-    @property
-    def done(self) -> torch.Tensor:
-        return self.terminated | self.truncated
-
-
-class VectorEnvBase:
-    """What both backends share: ``spec`` (a TaskSpec), ``num_envs`` and the global state of an observation list."""
-
-    spec: "object"
-    num_envs: int
-
-    @property
-    def n_agents(self) -> int:
-        return self.spec.n_agents
-
-    @staticmethod
-    def state(obs: List[torch.Tensor]) -> torch.Tensor:
-        """Global state: concatenation of per-agent observations in agent order, ``[K, sum(obs_dims)]``."""
-        return torch.cat(obs, dim=-1)
+from .tasks import TaskError, make_env
 
 
 class PettingZooVectorEnv(VectorEnvBase):
@@ -145,32 +66,15 @@ class PettingZooVectorEnv(VectorEnvBase):
         self._returns.reset()
         return self._tensors(bufs)
 
-    def _env_actions(self, actions) -> List[np.ndarray]:
-        """Per-agent NumPy actions ``[K, ...]`` from LongTensor ``[K, n_agents]`` (all Discrete) or a list of
-        per-agent tensors (``[K]`` indices for Discrete agents, ``[K, d]`` for Box agents, reshaped to the Box)."""
-        K, n = self.num_envs, self.n_agents
-        if torch.is_tensor(actions) or isinstance(actions, np.ndarray):
-            acts = torch.as_tensor(actions).detach().cpu().numpy()
-            if acts.shape != (K, n) or any(a.kind != "discrete" for a in self.spec.action_spaces):
-                raise ValueError(f"actions must have shape [{K}, {n}] (all agents Discrete) or be a list of "
-                                 f"per-agent tensors, got shape {acts.shape}")
-            return [acts[:, i] for i in range(n)]
-        if len(actions) != n:
-            raise ValueError(f"actions must be {n} per-agent tensors, got {len(actions)}")
-        out = []
-        for space, a in zip(self.spec.action_spaces, actions):
-            a = torch.as_tensor(a).detach().cpu().numpy()
-            shape = (K,) if space.kind == "discrete" else (K, *space.shape)
-            if a.size != int(np.prod(shape)):
-                raise ValueError(f"actions for {space} must have shape {list(shape)}, got {list(a.shape)}")
-            out.append(a.reshape(shape).astype(np.int64 if space.kind == "discrete" else np.float32))
-        return out
+    @property
+    def started(self) -> bool:
+        return self._seeded
 
-    def step(self, actions) -> StepResult:
-        """Step every copy with ``actions: LongTensor [K, n_agents]``; auto-reset finished copies."""
-        if not self._seeded:
-            raise RuntimeError("call reset() before step()")
-        acts = self._env_actions(actions)
+    def _step(self, actions: List[torch.Tensor]) -> StepResult:
+        """Step every copy (actions checked by ``step``: agent i's ``[K]`` indices or ``[K, *shape]`` Box values)."""
+        acts = [a.detach().cpu().numpy() for a in actions]
+        acts = [a if space.kind == "discrete" else a.astype(np.float32)
+                for a, space in zip(acts, self.spec.action_spaces)]
         K, agents = self.num_envs, self.spec.agents
         next_bufs = self._empty()
         reward = np.zeros((K, self.n_agents), dtype=np.float32)
@@ -206,3 +110,18 @@ class PettingZooVectorEnv(VectorEnvBase):
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+    def np_generators(self) -> List[np.random.Generator]:
+        """Each copy's ``np_random`` (mpe2 keeps it on the raw env: ``env.unwrapped.np_random``; it is replaced at
+        every seeded reset, so ask after ``reset()``). Nothing in PettingZoo's parallel API requires an env to
+        keep one: an env without it contributes nothing, and its own random state is not checkpointed."""
+        gens = (getattr(env.unwrapped, "np_random", None) for env in self.envs)
+        return [g for g in gens if isinstance(g, np.random.Generator)]
+
+    def render_frame(self, k: int = 0) -> np.ndarray:
+        """Copy ``k`` drawn by its env's own renderer (build the copies with ``render_mode="rgb_array"``)."""
+        frame = self.envs[k].render()
+        if not isinstance(frame, np.ndarray):
+            raise TaskError(f"task {self.spec.name!r}: env copy {k} returned {type(frame).__name__} from render(), "
+                            "not an image; accepted: env copies built with render_mode='rgb_array'")
+        return frame

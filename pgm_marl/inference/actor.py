@@ -2,7 +2,7 @@ r"""The actor step of MA-SAC (eq. 9) as SVI on agent i's one-step model, the cri
 
 With states from the replay buffer, agent i's model of section 4.2 truncated after one step and the
 optimality likelihood replaced by ``exp(Q_i(s, a))`` (:class:`~pgm_marl.models.worlds.CriticWorld`) gives,
-under the :class:`~pgm_marl.inference.temperature` transform (action log-densities scaled by ``alpha_i``),
+under the :func:`~pgm_marl.inference.elbo.temper_actions` transform (action log-densities scaled by ``alpha_i``),
 
 .. math::
 
@@ -22,7 +22,7 @@ import torch
 from ..models.agent_mdp import agent_model
 from ..models.guide import policy_guide
 from ..models.worlds import CriticWorld
-from .elbo import elbo_particles, temperature
+from .elbo import elbo_particles, temper_actions
 
 __all__ = ["NeuralPolicies", "actor_terms", "exact_actor_terms", "frozen"]
 
@@ -57,7 +57,7 @@ class NeuralPolicies:
 
 
 def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, resample_all,
-                relax=1.0) -> dict[str, torch.Tensor]:
+                relax=1.0, policies=None, guide=None) -> dict[str, torch.Tensor]:
     r"""Eq. 9 for every agent, read off the Pyro traces: terms ``[n]`` named by what they hold.
 
     .. math::
@@ -67,20 +67,27 @@ def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, res
             - \underbrace{\alpha_i\,\mathbb E[\log \pi_i(a_i \mid o_i)]}_{\text{alpha\_log\_policy}},
         \qquad a_i \sim \pi_i \text{ (reparameterized)},\ a_{-i} \sim \pi_{-i} \text{ or the buffer's}
 
-    The actor loss is ``-alpha_elbo`` (eq. 9 plus the constant ``alpha_i log |A_i|``). ``alpha`` ``[n]`` >= 0;
+    The actor loss is ``-alpha_elbo`` (eq. 9 plus the constant ``alpha_i log |A_i|``). ``alpha`` ``[n]`` (as
+    :func:`~pgm_marl.inference.variants.temperatures` resolves it; 0 is MADDPG's limit);
     ``resample_all[i]``: agent i's step draws a_{-i} afresh (MA-SAC) or reads the buffer's (MADDPG);
-    ``buffer_actions``: each agent's buffer action as a site value; ``relax``: the Gumbel-softmax temperature of
+    ``buffer_actions``: each agent's buffer action as a site value; ``relax``: the Gumbel-softmax relaxation of
     discrete actions, one number or one per agent. Only a_i is relaxed in agent i's terms; the others' resampled
     actions are exact draws, as they carry no gradient there.
+
+    ``policies`` / ``guide``: another policies object and guide for the same model (default: the actors as
+    every ego sees them, :class:`NeuralPolicies`, and eq. 4's :func:`policy_guide`): each ego's own model of the
+    others (:class:`~pgm_marl.models.opponents.EgoViews`) or the optimistic guide
+    (:mod:`pgm_marl.models.optimistic_guide`). ``alpha_kl_others`` is minus the traced others' terms, ``alpha_i
+    KL(q_i || p_i)`` over a_{-i} for a guide with its own model of them (0 for eq. 4's, where they cancel).
     """
     world = CriticWorld(critic, state, buffer_actions, resample_all)
-    policies = NeuralPolicies(actors, action_spaces)
-    tempered = temperature(alpha)
+    policies = NeuralPolicies(actors, action_spaces) if policies is None else policies
     with frozen(critic):
-        terms = elbo_particles(tempered(agent_model), tempered(policy_guide), world, policies, agent=None,
-                               alpha=1.0, estimator="reparam", relax=relax, hard_others=True)
+        terms = elbo_particles(temper_actions(agent_model, alpha), temper_actions(guide or policy_guide, alpha),
+                               world, policies, agent=None, alpha=1.0, estimator="reparam", relax=relax,
+                               hard_others=True)
     return {"expected_q": terms["log_likelihood"], "alpha_log_prior": terms["log_prior"],
-            "alpha_log_policy": terms["log_policy"], "alpha_elbo": terms["elbo"]}
+            "alpha_log_policy": terms["log_policy"], "alpha_kl_others": -terms["env"], "alpha_elbo": terms["elbo"]}
 
 
 def exact_actor_terms(actors, critic, action_spaces, state, joint_actions, alpha) -> dict[str, torch.Tensor]:

@@ -11,16 +11,16 @@ The remaining factors (initial state, dynamics, other agents' actions) are ident
 cancel; they are returned as ``env`` so a test can see that they do. Everything is read off Pyro traces
 (``poutine.trace`` of the guide, ``poutine.replay`` of the model), as ``Trace_ELBO`` does.
 
-:class:`temperature` is the program transform that gives eq. 9 its ``alpha``: it multiplies the log-density
-of every action site (prior and policy) by ``alpha >= 0``, so that with likelihood ``exp(Q)`` the ELBO becomes
-``E[Q + alpha log p(a_i) - alpha log pi_i(a_i)] = alpha * ELBO(likelihood exp(Q / alpha))`` and ``alpha = 0``
-is the MADDPG limit rather than a division by zero.
+:func:`temper_actions` (the handler of :class:`TemperActionsMessenger`) is the program transform that gives
+eq. 9 its ``alpha``: it multiplies the log-density of every action site (prior and policy) by ``alpha``, so
+that with likelihood ``exp(Q)`` the ELBO becomes ``E[Q + alpha log p(a_i) - alpha log pi_i(a_i)] =
+alpha * ELBO(likelihood exp(Q / alpha))`` and ``alpha = 0`` is the MADDPG limit rather than a division by zero.
 
 Two scales of one ELBO: tempering the likelihood (``agent_model(alpha=...)``, eq. 3) gives ELBO_i itself, its
 ``log_likelihood`` being ``sum_t r_i / alpha`` (reinforce-elbo, the exact checks); tempering the action sites
 gives ``alpha * ELBO_i`` with ``log_likelihood = Q_i`` and ``alpha``-scaled action terms (MA-SAC's actor step,
 whose :func:`~pgm_marl.inference.actor.actor_terms` names its terms by what they hold on that scale). The
-temperature itself is resolved once per run (:func:`~pgm_marl.inference.variants.temperatures`).
+temperature itself is resolved and checked once per run (:func:`~pgm_marl.inference.variants.temperatures`).
 """
 from __future__ import annotations
 
@@ -31,19 +31,20 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
-__all__ = ["temperature", "elbo_loss", "elbo_particles", "elbo_estimate", "traces", "site_terms", "TERM_SIGNS",
-           "MAX_PLATE_NESTING"]
+__all__ = ["TemperActionsMessenger", "temper_actions", "elbo_loss", "elbo_particles", "elbo_estimate", "traces",
+           "site_terms", "TERM_SIGNS", "MAX_PLATE_NESTING"]
 
 #: ego plate (dim -1) and an optional data plate (dim -2); particles go to dim -3.
 MAX_PLATE_NESTING = 2
 
 
-class temperature(Messenger):
-    """Scale the log-density of action sites by ``alpha >= 0`` (a float or a per-ego tensor ``[n_ego]``).
+class TemperActionsMessenger(Messenger):
+    """Scale the log-density of action sites by ``alpha`` (a float or a per-ego tensor ``[n_ego]``).
 
-    Equivalent to ``poutine.scale`` on those sites, but 0 is allowed. It is exact for reparameterized action
-    sites only: a score-function surrogate would be scaled too, so non-reparameterized guide sites are refused
-    (temper the likelihood, ``agent_model(alpha=...)``, for those).
+    Equivalent to ``poutine.scale`` on those sites, but 0 is allowed (the MADDPG limit). It is exact for
+    reparameterized action sites only: a score-function surrogate would be scaled too, so non-reparameterized
+    guide sites are refused (temper the likelihood, ``agent_model(alpha=...)``, for those). Used through its
+    handler :func:`temper_actions`.
     """
 
     def __init__(self, alpha):
@@ -54,9 +55,17 @@ class temperature(Messenger):
         if msg["type"] != "sample" or msg["infer"].get("kind") != "action":
             return
         if not msg["is_observed"] and not getattr(msg["fn"], "has_rsample", False) and not _is_one(self.alpha):
-            raise ValueError(f"temperature(alpha={self.alpha!r}) needs reparameterized action sites; "
+            raise ValueError(f"temper_actions(alpha={self.alpha!r}) needs reparameterized action sites; "
                              f"site {msg['name']!r} is not; accepted: estimator='reparam', or alpha in the model")
         msg["scale"] = self.alpha * msg["scale"]
+
+
+def temper_actions(fn=None, alpha=1.0):
+    """Handler of :class:`TemperActionsMessenger`, after Pyro's (``poutine.scale``): ``temper_actions(fn, alpha)``
+    is ``fn`` with its action sites' log-densities scaled by ``alpha``; ``temper_actions(alpha=alpha)`` is the
+    messenger itself, for a ``with`` block."""
+    messenger = TemperActionsMessenger(alpha)
+    return messenger if fn is None else messenger(fn)
 
 
 def _is_one(alpha) -> bool:
@@ -121,7 +130,7 @@ def elbo_particles(model, guide, *args, num_particles: int | None = None, **kwar
 
     Returns ``elbo, log_likelihood, log_prior, log_policy, env`` with ``elbo = log_likelihood + log_prior -
     log_policy + env``, each of shape ``[num_particles, n_ego]`` (``[n_ego]`` without particles); data plates
-    are summed. Each holds the traced log-densities, so under :class:`temperature` the action terms hold
+    are summed. Each holds the traced log-densities, so under :func:`temper_actions` the action terms hold
     ``alpha`` times theirs.
     """
     model_tr, guide_tr = traces(model, guide, *args, num_particles=num_particles, **kwargs)

@@ -164,3 +164,89 @@ def soft_best_response(game, policies, agent, alpha=1.0):
     dims = [1 + j for j in range(game.n_agents) if j != agent]
     marginal_reward = weighted.sum(dims) if dims else weighted
     return torch.softmax(marginal_reward / alpha, dim=-1)
+
+
+def _others_table(policies, agent):
+    """``pi_{-i}(a_{-i} | s) = prod_{j != i} pi_j(a_j | s)`` as an ``[S, *A_{-i}]`` table (agent i's axis removed)."""
+    others = [pi for j, pi in enumerate(policies) if j != agent]
+    return joint_policy_table(others) if others else torch.ones(policies[agent].shape[0], dtype=policies[agent].dtype)
+
+
+def exact_optimistic_elbo_terms(game, policies, agent, imagined, conditional, alpha=1.0):
+    """Named terms of agent ``i``'s ELBO (Eq. 5) under the optimistic guide of
+    :mod:`pgm_marl.models.optimistic_guide`, by enumeration:
+
+        q(tau) = p(s_0) prod_t q_i(a_{-i}^t | s_t) pi_i(a_i^t | s_t, a_{-i}^t) prod_{t<H-1} p(s_{t+1} | s_t, a_t),
+
+    the model being Eq. 2-3's (a_j ~ ``policies[j]`` for j != i, a_i uniform):
+
+    * ``log_likelihood``, ``log_prior``: as :func:`exact_elbo_terms`, under this guide's state-action marginals;
+    * ``log_policy`` = ``E_q[sum_t log pi_i(a_i^t | s_t, a_{-i}^t)]``;
+    * ``log_others`` = ``E_q[sum_t log pi_{-i}(a_{-i}^t | s_t) - log q_i(a_{-i}^t | s_t)]``, i.e. minus the
+      expected ``KL(q_i || pi_{-i})`` (the ``env`` term of :func:`~pgm_marl.inference.elbo.elbo_particles`, which
+      is 0 for the factorized guide),
+
+    so that ``ELBO_i = log_likelihood + log_prior - log_policy + log_others``.
+
+    :param imagined: ``q_i(a_{-i} | s)`` as an ``[S, *A_{-i}]`` table (the others' axes in agent order).
+    :param conditional: ``pi_i(a_i | s, a_{-i})`` as an ``[S, A_1, ..., A_n]`` table, normalized along agent i's
+        axis.
+    """
+    _check_agent(game, agent)
+    _check_positive("alpha", alpha)
+    validate_policies(game, policies)
+    S = game.n_states
+    guide = imagined.unsqueeze(1 + agent) * conditional  # q(a | s) = q_i(a_{-i} | s) pi_i(a_i | s, a_{-i})
+    prior = _others_table(policies, agent).unsqueeze(1 + agent)
+    kernel = _state_kernel(game, guide)
+    d = game.initial.to(kernel.dtype)
+    visits = d.clone()
+    for _ in range(game.horizon - 1):
+        d = d @ kernel
+        visits = visits + d
+    per_state = lambda x: (visits * x.reshape(S, -1).sum(-1)).sum()  # noqa: E731
+    log_likelihood = per_state(guide * game.rewards[agent]) / alpha
+    log_policy = per_state(torch.xlogy(guide, conditional))
+    log_others = per_state(torch.xlogy(guide, prior) - torch.xlogy(guide, imagined.unsqueeze(1 + agent)))
+    log_prior = torch.tensor(-game.horizon * math.log(game.action_sizes[agent]), dtype=log_likelihood.dtype)
+    return {"log_likelihood": log_likelihood, "log_prior": log_prior, "log_policy": log_policy,
+            "log_others": log_others}
+
+
+def exact_optimistic_elbo(game, policies, agent, imagined, conditional, alpha=1.0):
+    """Eq. 5 under the optimistic guide: ``log_likelihood + log_prior - log_policy + log_others`` of
+    :func:`exact_optimistic_elbo_terms` (differentiable in ``imagined`` and ``conditional``)."""
+    t = exact_optimistic_elbo_terms(game, policies, agent, imagined, conditional, alpha)
+    return t["log_likelihood"] + t["log_prior"] - t["log_policy"] + t["log_others"]
+
+
+def optimistic_optimum(game, policies, agent, alpha=1.0):
+    """The optimistic guide's maximum of ``ELBO_i`` in a one-step game (``H = 1``), the others' policies fixed:
+
+        pi_i*(a_i | s, a_{-i}) propto exp(r_i(s, a) / alpha)                          = p(a_i | s, a_{-i}, o_i = 1),
+        q_i*(a_{-i} | s) propto pi_{-i}(a_{-i} | s) sum_{a_i} p(a_i) exp(r_i(s, a) / alpha) = p(a_{-i} | s, o_i = 1),
+
+    at which ``ELBO_i = E_{s_0}[log p(o_i = 1 | s_0)]``: the guide family holds the posterior over the actions
+    (not over s_0, which the guide keeps at p(s_0)), so the bound is tight whenever s_0 is fixed.
+
+    :returns: dict with ``imagined`` ``[S, *A_{-i}]``, ``conditional`` ``[S, *A]`` (the optimum, in the format of
+        :func:`exact_optimistic_elbo`), ``elbo`` = ``E_{s_0}[log p(o_i = 1 | s_0)]`` (its value) and
+        ``log_evidence`` = ``log p(o_i = 1)`` (equal to ``elbo`` when s_0 is fixed).
+    """
+    if game.horizon != 1:
+        raise ValueError(f"optimistic_optimum is closed-form only for one-step games (horizon 1); got horizon "
+                         f"{game.horizon}")
+    _check_agent(game, agent)
+    _check_positive("alpha", alpha)
+    validate_policies(game, policies)
+    logits = game.rewards[agent] / alpha  # [S, A_1..A_n]
+    conditional = torch.softmax(logits, dim=1 + agent)
+    marginal = torch.logsumexp(logits, dim=1 + agent) - math.log(game.action_sizes[agent])  # [S, *A_{-i}]
+    log_joint = _others_table(policies, agent).log() + marginal
+    others_dims = tuple(range(1, log_joint.dim()))
+    log_evidence_s = torch.logsumexp(log_joint, dim=others_dims) if others_dims else log_joint
+    shape = (-1,) + (1,) * len(others_dims)
+    imagined = (log_joint - log_evidence_s.reshape(shape)).exp()
+    initial = game.initial.to(log_evidence_s.dtype)
+    return {"imagined": imagined, "conditional": conditional, "elbo": (initial * log_evidence_s).sum(),
+            "log_evidence": torch.logsumexp(initial.log() + log_evidence_s, 0)}

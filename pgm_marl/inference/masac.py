@@ -9,7 +9,13 @@ an action is (discrete or a box) is the business of the agents' action spaces
   pi_i(a'_i | o'_i))`` with ``a'`` drawn exactly from the *target* policies of all agents;
 * actor (eq. 9): minus the tempered one-step ELBO of agent i's model, read off Pyro traces
   (:func:`~pgm_marl.inference.actor.actor_terms`), or its exact sum over a_i for ``estimator="exact"``;
-* temperature (``"learned"``): ``alpha_i (H(pi_i) - target)`` with ``log alpha_i`` trainable (Haarnoja 2018b).
+* temperature (``"learned"``): ``alpha_i (H(pi_i) - target)`` with ``log alpha_i`` trainable (Haarnoja 2018b);
+* opponents (``others="inferred"``): maximum likelihood of each agent's rho_i^j
+  (:meth:`~pgm_marl.inference.others.OthersModels.opponent_loss`).
+
+An agent that infers the others or imagines them (``others="inferred"``, ``guide="optimistic"``) reads them
+through ``others`` (:class:`~pgm_marl.inference.others.OthersModels`): its draws of eq. 7's a' and the policies
+object and guide of its actor step; the losses are otherwise the same functions.
 """
 from __future__ import annotations
 
@@ -29,12 +35,15 @@ class MASACLoss(nn.Module):
     """Named losses of MA-SAC and its variants for all agents at once (one batched forward per network).
 
     ``alpha``: each agent's fixed (or initial, if learned) temperature, resolved once for the run
-    (:func:`~pgm_marl.inference.variants.temperatures`).
+    (:func:`~pgm_marl.inference.variants.temperatures`). ``others``: the learner's
+    :class:`~pgm_marl.inference.others.OthersModels` when some algorithm has ``others="inferred"`` or
+    ``guide="optimistic"`` (None otherwise).
     """
 
     def __init__(self, actors, critic, target_actors, target_critic, algorithms: list[Algorithm], action_spaces,
-                 alpha: Sequence[float], gamma: float):
+                 alpha: Sequence[float], gamma: float, others=None):
         super().__init__()
+        self.others = others
         self.actors, self.critic = actors, critic
         self.target_actors, self.target_critic = target_actors, target_critic
         self.algorithms, self.spaces, self.gamma = list(algorithms), action_spaces, gamma
@@ -62,8 +71,12 @@ class MASACLoss(nn.Module):
         """Eq. 8 with the target of eq. 7 (target networks, without gradient)."""
         n = len(self.algorithms)
         with torch.no_grad():
-            next_joint, next_log_pi = self._sample(self.target_actors, batch.next_state)
-            next_q = self.target_critic.min(batch.next_state, next_joint.expand(n, *next_joint.shape))
+            if self.others is None:
+                next_joint, next_log_pi = self._sample(self.target_actors, batch.next_state)
+                next_joint = next_joint.expand(n, *next_joint.shape)
+            else:  # agent i's a' from its own model of the others and its guide; log pi_i + log q_i / p_i
+                next_joint, next_log_pi = self.others.next_actions(self.target_actors, batch.next_state)
+            next_q = self.target_critic.min(batch.next_state, next_joint)
             target = soft_bellman_target(batch.reward.T, next_q, next_log_pi, self.alpha().unsqueeze(-1),
                                          self.gamma, batch.terminated)
         joint = torch.cat(self.spaces.encode(batch.actions), -1)
@@ -78,16 +91,23 @@ class MASACLoss(nn.Module):
         terms = None
         if not self.exact.all():
             relax = [a.relax for a in self.algorithms]
+            policies, guide = (None, None) if self.others is None else (self.others.policies(self.actors),
+                                                                        self.others.guide)
             terms = actor_terms(self.actors, self.critic, self.spaces, batch.state, buffer_actions, alpha,
-                                self.resample_all, relax)
+                                self.resample_all, relax, policies, guide)
         if self.exact.any():
-            joint, _ = self._sample(self.actors, batch.state)
-            joint = joint.detach().expand(len(self.algorithms), *joint.shape)
+            if self.others is None:
+                joint, _ = self._sample(self.actors, batch.state)
+                joint = joint.detach().expand(len(self.algorithms), *joint.shape)
+            else:  # each agent's a_{-i} from its own model of the others
+                with torch.no_grad():
+                    joint = self.others.next_actions(self.actors, batch.state, target=False)[0]
             if not self.resample_all.all():  # agents resampling only themselves see the buffer's a_{-i}
                 buf = torch.cat(buffer_actions, -1)
                 joint = torch.where(self.resample_all[:, None, None], joint, buf)
             exact = exact_actor_terms(self.actors, self.critic, self.spaces, batch.state, joint, alpha)
-            terms = exact if terms is None else {k: torch.where(self.exact, exact[k], v) for k, v in terms.items()}
+            terms = exact if terms is None else {k: torch.where(self.exact, exact[k], v) if k in exact else v
+                                                 for k, v in terms.items()}
         return terms
 
     def temperature_loss(self, batch) -> torch.Tensor:
@@ -107,4 +127,10 @@ class MASACLoss(nn.Module):
                "actor/alpha_log_pi": terms["alpha_log_policy"].detach()}
         if self.learned.any():
             out["loss/temperature"] = self.temperature_loss(batch)
+        if self.others is not None:
+            if "alpha_kl_others" in terms:
+                out["actor/alpha_kl_others"] = terms["alpha_kl_others"].detach()
+            if self.others.opponents is not None:
+                out["loss/opponents"], out["opponents/nll"], kl = self.others.opponent_loss(self.actors, batch)
+                out.update(kl)
         return out

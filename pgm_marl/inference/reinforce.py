@@ -40,9 +40,10 @@ def reinforce_surrogate(world, policies, alpha, num_particles: int | None = None
 
     Returns ``(surrogate, elbo, togo)``: ``surrogate`` is a scalar whose gradient w.r.t. every agent's policy
     parameters is the unbiased estimate of ``sum_i grad ELBO_i`` (mean over the N samples); ``elbo`` ``[n_ego]``
-    is the Monte-Carlo value of each ELBO_i; ``togo`` ``[T, N, n_ego]`` the rewards-to-go (detached). ``alpha > 0``
-    is the temperature of eq. 3. ``baseline`` ``[T, n_ego]``, if given, replaces the leave-one-out mean (needed
-    when N = 1); it must not depend on this batch.
+    is the Monte-Carlo value of each ELBO_i; ``togo`` ``[T, N, n_ego]`` the rewards-to-go (detached). ``alpha`` is
+    the temperature of eq. 3, which divides by it (:func:`~pgm_marl.inference.variants.temperatures` resolves it
+    and refuses 0 for reinforce-elbo). ``baseline`` ``[T, n_ego]``, if given, replaces the leave-one-out mean
+    (needed when N = 1); it must not depend on this batch.
     """
     model_tr, guide_tr = traces(agent_model, policy_guide, world, policies, None, alpha, "score",
                                 num_particles=num_particles)

@@ -10,11 +10,22 @@ preset                    temperature  resample    estimator  critic   what chan
 ``masac-auto``            learned      all         reparam    yes      alpha_i tuned toward a target entropy
 ``masac-exact``           paper alpha  all         exact      yes      E over a_i summed exactly, not sampled
 ``reinforce-elbo``        paper alpha  all         score      no       eq. 5 over whole episodes, score function
+``masac-inferred``        paper alpha  all         reparam    yes      ``others="inferred"``: rho_i^j(a_j | o_j),
+                                                                       fitted to the buffer, stands in for pi_j in
+                                                                       agent i's model (Lowe et al. 2017, 4.2)
+``masac-optimistic``      paper alpha  all         reparam    yes      ``guide="optimistic"``: q_i(a_{-i} | o_i)
+                                                                       pi_i(a_i | o_i, a_{-i}) instead of eq. 4,
+                                                                       prior rho_i (ROMMEO, Tian et al. 2019)
 ========================  ===========  ==========  =========  =======  ==========================================
+
+The last two change what agent i's model holds in the environment box of Figure 1 (``others``) and the
+variational family (``guide``); the losses that fall out are derived in :mod:`pgm_marl.models.opponents` and
+:mod:`pgm_marl.inference.optimistic`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -31,14 +42,19 @@ PAPER_ALPHA = {
 }
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """A max-ent multi-agent algorithm derived from agent i's model (Figure 1) and guide (eq. 4).
 
     Attributes:
         name: preset name, used in logs.
-        temperature: ``"paper"`` (the task's alpha from section 5.2, or ``--alpha``), a number >= 0 (0 gives
-            the deterministic-policy-gradient limit), or ``"learned"`` (Haarnoja et al. 2018b).
+        temperature: alpha: ``"paper"`` (the task's alpha from section 5.2, or ``--alpha``), a number (0 gives
+            the deterministic-policy-gradient limit), or ``"learned"`` (Haarnoja et al. 2018b). Which numbers are
+            accepted for which algorithm is :func:`temperatures`'s to say, once, with the run's ``--alpha``.
         resample: actions drawn afresh in agent i's actor step: ``"all"`` (eq. 9, MA-SAC) or ``"self"`` (only
             a_i; a_{-i} are the buffer's, as MADDPG).
         estimator: gradient of the expectation over a_i: ``"reparam"`` (Gumbel-softmax, section 5.2),
@@ -47,14 +63,26 @@ class Algorithm:
             eq. 5 is optimised directly from on-policy episodes.
         target_entropy: for ``temperature="learned"`` and discrete actions: the target entropy as a fraction
             of log |A_i|. (Box actions use Haarnoja et al. 2018b's -dim(A).)
-        relax: Gumbel-softmax temperature of the ``"reparam"`` estimator for discrete actions (1 in section
-            5.2). The relaxed gradient is biased for discrete actions by O(relax); ``"exact"`` is unbiased.
+        relax: the Gumbel-softmax relaxation of the ``"reparam"`` estimator for discrete actions (the sample is
+            ``softmax((log pi + g) / relax)``; 1 in section 5.2). The relaxed gradient is biased for discrete
+            actions by O(relax); ``"exact"`` is unbiased.
         box_policy: the policy family for Box actions: ``"squashed_gaussian"`` (tanh of a Gaussian,
             reparameterized) or ``"deterministic"`` (tanh of the mean, DDPG; a Box agent with it needs
             temperature 0 and the reparam estimator).
         exploration_noise: for a deterministic box policy: the standard deviation of the Gaussian noise added
             at acting time, as a fraction of the box's half-width (0.1 as Lillicrap et al. 2016 and Fujimoto et
             al. 2018 use for actions in [-1, 1]); the critic target uses the target policy's action, unsmoothed.
+        others: what stands for pi_j (j != i) in agent i's model (the environment box of Figure 1): ``"given"``
+            (pi_j itself, read in centralised training, eq. 2) or ``"inferred"`` (agent i never reads pi_j: its
+            own approximation rho_i^j(a_j | o_j), fitted by maximum likelihood to the buffer's a_j with an
+            entropy bonus, Lowe et al. 2017, section 4.2; :mod:`pgm_marl.models.opponents`).
+        opponent_entropy: the weight lambda of that entropy bonus, ``-E_D[log rho_i^j(a_j | o_j) + lambda
+            H(rho_i^j(. | o_j))]`` (``others="inferred"`` only; a number >= 0).
+        guide: the variational family over one step's actions: ``"factorized"`` (eq. 4: every a_j ~ pi_j) or
+            ``"optimistic"`` (agent i imagines the others' actions with its own q_i(a_{-i} | o_i) and acts on them,
+            pi_i(a_i | o_i, a_{-i}); the model keeps its prior over a_{-i}, whose KL to q_i enters the ELBO;
+            Tian et al. 2019; :mod:`pgm_marl.inference.optimistic`). Needs a critic, the reparam estimator,
+            resample "all" and a temperature that is not learned.
     """
 
     name: str
@@ -66,19 +94,24 @@ class Algorithm:
     relax: float = 1.0
     box_policy: str = "squashed_gaussian"
     exploration_noise: float = 0.1
+    others: str = "given"
+    opponent_entropy: float = 1e-3
+    guide: str = "factorized"
 
     def __post_init__(self):
         checks = {
             "resample": (self.resample, ("all", "self")),
             "estimator": (self.estimator, ("reparam", "score", "exact")),
             "box_policy": (self.box_policy, ("squashed_gaussian", "deterministic")),
+            "others": (self.others, ("given", "inferred")),
+            "guide": (self.guide, ("factorized", "optimistic")),
         }
         for field, (value, accepted) in checks.items():
             if value not in accepted:
                 raise ValueError(f"{field}={value!r} is not valid; accepted: {', '.join(accepted)}")
-        t = self.temperature
-        if not (t in ("paper", "learned") or (isinstance(t, (int, float)) and t >= 0)):
-            raise ValueError(f"temperature={t!r} is not valid; accepted: 'paper', 'learned' or a number >= 0")
+        t = self.temperature  # which kind only: the range of a number is checked by temperatures()
+        if not (t in ("paper", "learned") if isinstance(t, str) else _is_number(t)):
+            raise ValueError(f"temperature={t!r} is not valid; accepted: 'paper', 'learned' or a number")
         if not self.relax > 0:
             raise ValueError(f"relax={self.relax!r} is not valid; accepted: a number > 0")
         if not self.exploration_noise >= 0:
@@ -89,6 +122,20 @@ class Algorithm:
         if self.critic and self.estimator == "score":
             raise ValueError("estimator='score' with a critic is not implemented; accepted with critic=True: "
                              "'reparam', 'exact'")
+        if not (_is_number(self.opponent_entropy) and math.isfinite(self.opponent_entropy)
+                and self.opponent_entropy >= 0):
+            raise ValueError(f"opponent_entropy={self.opponent_entropy!r} is not valid; accepted: a number >= 0")
+        if self.others == "inferred" and not self.critic:
+            raise ValueError(f"others={self.others!r} needs a critic (the opponent models stand in for pi_j in the "
+                             "critic target and the actor step); accepted with critic=False: others='given'")
+        optimistic_needs = {"estimator": "reparam", "resample": "all"}
+        for field, needed in optimistic_needs.items():
+            if self.guide == "optimistic" and getattr(self, field) != needed:
+                raise ValueError(f"guide='optimistic' with {field}={getattr(self, field)!r} is not implemented; "
+                                 f"accepted with guide='optimistic': {field}={needed!r}")
+        if self.guide == "optimistic" and self.temperature == "learned":
+            raise ValueError("guide='optimistic' with temperature='learned' is not implemented; accepted with "
+                             "guide='optimistic': a fixed temperature ('paper' or a number)")
 
     def differences(self, other: "Algorithm") -> set[str]:
         """Names of the fields (other than ``name``) in which two algorithms differ."""
@@ -104,6 +151,8 @@ PRESETS: dict[str, Algorithm] = {
     "masac-auto": dataclasses.replace(MASAC, name="masac-auto", temperature="learned"),
     "masac-exact": dataclasses.replace(MASAC, name="masac-exact", estimator="exact"),
     "reinforce-elbo": dataclasses.replace(MASAC, name="reinforce-elbo", estimator="score", critic=False),
+    "masac-inferred": dataclasses.replace(MASAC, name="masac-inferred", others="inferred"),
+    "masac-optimistic": dataclasses.replace(MASAC, name="masac-optimistic", guide="optimistic", others="inferred"),
 }
 
 
@@ -121,23 +170,34 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
 
 
 def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None = None) -> list[float]:
-    """Each agent's fixed (or, for ``"learned"``, initial) temperature: the one place it is resolved.
+    """Each agent's fixed (or, for ``"learned"``, initial) temperature: the one place it is resolved and checked.
 
     A number in the preset wins; otherwise ``alpha`` (``--alpha``), else the task's value from section 5.2.
     A task the paper does not tune (an import path) has none: ``--alpha`` is then required, not guessed.
+    Accepted: a finite number >= 0 (0 is the zero-temperature limit, MADDPG's), or > 0 where the algorithm
+    divides by it (reinforce-elbo: eq. 3's ``r / alpha``) or trains its logarithm (``"learned"``). Anything else
+    is refused with a one-line ``UserError`` naming the value, where it came from and what is accepted: nothing
+    else in the library checks alpha's range.
     """
     out = []
     for a in algorithms:
-        if isinstance(a.temperature, (int, float)):
-            out.append(float(a.temperature))
+        if _is_number(a.temperature):
+            value, source = a.temperature, f"--algo {a.name}'s own temperature"
         elif alpha is not None:
-            out.append(float(alpha))
+            value, source = alpha, "--alpha"
         elif task in PAPER_ALPHA:
-            out.append(PAPER_ALPHA[task])
+            value, source = PAPER_ALPHA[task], f"the paper's temperature for {task}"
         else:
             raise UserError(f"task {task!r} has no temperature in the paper (section 5.2 tunes "
                             f"{', '.join(f'{k} {v}' for k, v in PAPER_ALPHA.items())}) and {a.name} needs one; "
                             "accepted: --alpha VALUE (e.g. --alpha 0.02)")
+        strict = not a.critic or a.temperature == "learned"
+        if not (_is_number(value) and math.isfinite(value) and (value > 0 if strict else value >= 0)):
+            accepted = ("a finite number > 0 (eq. 3 divides by it)" if not a.critic else
+                        "a finite number > 0 (a learned temperature's logarithm is trained)" if strict else
+                        "a finite number >= 0 (0 is the zero-temperature limit, MADDPG's)")
+            raise UserError(f"{source} {value!r} is not a valid temperature for {a.name}; accepted: {accepted}")
+        out.append(float(value))
     return out
 
 

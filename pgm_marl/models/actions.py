@@ -244,8 +244,9 @@ class ActionSpaces(Sequence):
 
     Network outputs are padded to the widest ``param_dim`` (padded discrete logits at :data:`PAD_LOGIT`:
     probability 0). A joint action is stored as an int64 ``[K, n]`` row of indices when every agent is
-    discrete, else as float ``[K, sum stored_width]``; the environment gets the int64 ``[K, n]`` tensor, or a
-    list of per-agent ``[K]`` / ``[K, d]`` tensors.
+    discrete, else as float ``[K, sum stored_width]``. The environment gets the one env action format
+    (:mod:`pgm_marl.envs.base`): a list of per-agent tensors, ``[K]`` int64 indices for a discrete agent,
+    ``[K, d]`` for a box agent.
     """
 
     def __init__(self, spaces: Sequence[ActionSpace]):
@@ -294,16 +295,17 @@ class ActionSpaces(Sequence):
         drawn = [s.sample(self.own(params, j), generator) for j, s in enumerate(self.spaces)]
         return torch.cat([v for v, _ in drawn], -1), torch.stack([lp for _, lp in drawn])
 
-    def act(self, params: torch.Tensor, deterministic: bool = False, generator=None):
-        """Environment actions from padded ``params [n, K, P_max]`` (see the class docstring for the format)."""
+    def act(self, params: torch.Tensor, deterministic: bool = False, generator=None) -> list[torch.Tensor]:
+        """Environment actions (the env action format: agent j's ``[K]`` indices or ``[K, d]`` box action) from
+        padded ``params [n, K, P_max]``."""
         if self.all_discrete:  # one Gumbel-max (or argmax) for all agents: padded actions never win
-            return (params if deterministic else params + gumbel(params.shape, params, generator)).argmax(-1).T
+            return list((params if deterministic else params + gumbel(params.shape, params, generator)).argmax(-1))
         return [s.act(self.own(params, j), deterministic, generator) for j, s in enumerate(self.spaces)]
 
-    def store(self, actions) -> torch.Tensor:
-        """Environment actions -> the replay buffer's row format."""
-        if self.all_discrete and torch.is_tensor(actions):
-            return actions
+    def store(self, actions: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Environment actions (per-agent tensors) -> the replay buffer's row format (see the class docstring)."""
+        if self.all_discrete:
+            return torch.stack(list(actions), -1)
         return torch.cat([a.reshape(a.shape[0], -1).float() for a in actions], -1)
 
     def encode(self, stored: torch.Tensor) -> list[torch.Tensor]:

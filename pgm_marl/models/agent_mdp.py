@@ -42,7 +42,7 @@ __all__ = ["agent_model", "ego_indices", "unroll", "per_agent"]
 
 
 def per_agent(value, j: int):
-    """``value[j]`` for a per-agent sequence, ``value`` itself for a scalar (e.g. the relaxation temperature)."""
+    """``value[j]`` for a per-agent sequence, ``value`` itself for a scalar (e.g. the relaxation ``relax``)."""
     return value[j] if isinstance(value, (list, tuple)) else value
 
 
@@ -87,15 +87,13 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
     """Figure 1 / eq. 2-3: agent ``agent``'s MDP with optimality variables observed at 1.
 
     ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; a number or one per
-    ego; must be > 0 here:
-    the temperature-0 limit is reached with :func:`pgm_marl.inference.temperature` instead). ``estimator``
-    picks the gradient estimator (``"reparam"``: pathwise, a relaxed one-hot for discrete actions; ``"score"``)
-    so that the prior and the guide live on the same space; ``relax`` is the Gumbel-softmax temperature of
-    discrete ``"reparam"`` sites (a number, or one per agent). ``hard_others`` only matters to the guide (the
-    model replays its values).
+    ego), which divides by it: a run's alpha is resolved and checked by
+    :func:`~pgm_marl.inference.variants.temperatures`; the zero-temperature limit is reached with
+    :func:`~pgm_marl.inference.elbo.temper_actions` instead. ``estimator`` picks the gradient estimator
+    (``"reparam"``: pathwise, a relaxed one-hot for discrete actions; ``"score"``) so that the prior and the guide
+    live on the same space; ``relax`` is the Gumbel-softmax relaxation of discrete ``"reparam"`` sites (a
+    number, or one per agent). ``hard_others`` only matters to the guide (the model replays its values).
     """
-    if not bool(torch.all(torch.as_tensor(alpha) > 0)):
-        raise ValueError(f"alpha={alpha!r} is not valid in eq. 3; accepted: alpha > 0 (use the temperature handler for 0)")
     egos = ego_indices(agent, world.n_agents)
 
     def prior_or_other(j, space, params, is_ego):  # uniform prior for the ego's own action, pi_j (fixed) otherwise

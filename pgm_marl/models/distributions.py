@@ -23,7 +23,7 @@ ESTIMATORS = ("reparam", "score")
 
 
 class GumbelSoftmaxPolicy(TorchDistribution):
-    r"""Gumbel-softmax relaxed one-hot action ``y = softmax((log pi + g) / lambda)``, ``lambda`` = 1 (section 5.2).
+    r"""Gumbel-softmax relaxed one-hot action ``y = softmax((log pi + g) / relax)``, ``relax`` = 1 (section 5.2).
 
     Its ``log_prob`` is the policy's categorical log-probability extended linearly to the simplex,
 
@@ -41,15 +41,15 @@ class GumbelSoftmaxPolicy(TorchDistribution):
     support = constraints.simplex
     has_rsample = True
 
-    def __init__(self, temperature, logits: torch.Tensor, validate_args=None):
-        self.temperature = temperature
+    def __init__(self, relax, logits: torch.Tensor, validate_args=None):
+        self.relax = relax
         self.logits = logits - logits.logsumexp(-1, keepdim=True)  # log pi, normalised
         super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(GumbelSoftmaxPolicy, _instance)
         batch_shape = torch.Size(batch_shape)
-        new.temperature = self.temperature
+        new.relax = self.relax
         new.logits = self.logits.expand(batch_shape + self.event_shape)
         super(GumbelSoftmaxPolicy, new).__init__(batch_shape, self.event_shape, validate_args=False)
         return new
@@ -62,7 +62,7 @@ class GumbelSoftmaxPolicy(TorchDistribution):
         shape = self._extended_shape(sample_shape)
         uniforms = clamp_probs(torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device))
         gumbels = -((-(uniforms.log())).log())
-        return torch.softmax((self.logits + gumbels) / self.temperature, -1)
+        return torch.softmax((self.logits + gumbels) / self.relax, -1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -163,7 +163,7 @@ class SimulatorStep(TorchDistribution):
 def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0):
     """The distribution of a discrete action with the given logits, for the chosen gradient estimator.
 
-    ``"reparam"``: :class:`GumbelSoftmaxPolicy` with relaxation temperature ``relax`` (1 in section 5.2; the
+    ``"reparam"``: :class:`GumbelSoftmaxPolicy` with relaxation ``relax`` (1 in section 5.2; the
     relaxed ELBO tends to the discrete one as ``relax -> 0``); ``"score"``: one-hot categorical.
     Both put values on the simplex, so rewards, critics and dynamics take the same one-hot-shaped input.
     """

@@ -1,7 +1,7 @@
 """Batched torch implementation of the four MPE tasks with mpe2 1.1.1's exact semantics.
 
 - ``TorchMPEVectorEnv(task, num_envs, seed, teams=None, max_cycles=25, device="cpu", dtype=torch.float32,
-  **env_kwargs)``: drop-in for :class:`pgm_marl.envs.vector.VectorEnv` (``vector.py``);
+  **env_kwargs)``: the torch backend of :class:`pgm_marl.envs.base.VectorEnvBase` (``vector.py``);
 - ``make_world(task, device, dtype, **env_kwargs)``: the scenario object (physics + reset + observation +
   reward as pure tensor functions over K copies), see ``core.py`` and the scenario modules.
 """

@@ -179,8 +179,6 @@ class MPEWorld:
                         tab_c[act, offs[i] + a] = 1.0
             self._tab_u, self._tab_c = self.tensor(tab_u), self.tensor(tab_c)
             self._offs = self.long(offs)[:, None]
-            self._nmax = self.long(np.array(self.n_actions) - 1)
-            self._nmin = torch.zeros_like(self._nmax)
         else:
             self.action_sizes = [s.shape[0] for s in specs]
             self.max_action_dim = max(self.action_sizes)
@@ -267,47 +265,17 @@ class MPEWorld:
         return self._zero_c[K]
 
     # ------------------------------------------------------------------ actions
-    def check_actions(self, actions) -> Tensor:
-        """Validate and move actions to the device: discrete LongTensor ``[K, A]``; continuous float
-        ``[K, A, max_action_dim]`` (agent ``i`` uses the first ``action_sizes[i]`` entries) or a list of
-        per-agent ``[K, action_sizes[i]]`` tensors."""
-        if self.continuous:
-            if isinstance(actions, (list, tuple)):
-                if len(actions) != self.A:
-                    raise ValueError(f"continuous actions: expected {self.A} per-agent tensors, got {len(actions)}")
-                parts = []
-                for i, a in enumerate(actions):
-                    a = torch.as_tensor(a, device=self.device, dtype=self.dtype)
-                    if a.dim() != 2 or a.shape[1] != self.action_sizes[i]:
-                        raise ValueError(f"continuous action of agent {i} must have shape [K, {self.action_sizes[i]}], "
-                                         f"got {list(a.shape)}")
-                    parts.append(torch.nn.functional.pad(a, (0, self.max_action_dim - a.shape[1])))
-                return torch.stack(parts, 1)
-            a = torch.as_tensor(actions, device=self.device, dtype=self.dtype)
-            if a.dim() != 3 or tuple(a.shape[1:]) != (self.A, self.max_action_dim):
-                raise ValueError(f"continuous actions must have shape [K, {self.A}, {self.max_action_dim}], "
-                                 f"got {list(a.shape)}")
-            return a
-        a = torch.as_tensor(actions, device=self.device)
-        if a.dim() != 2 or a.shape[1] != self.A:
-            raise ValueError(f"actions must have shape [K, {self.A}], got {list(a.shape)}")
-        if a.is_floating_point() or a.is_complex() or a.dtype == torch.bool:
-            raise ValueError(f"discrete actions must be an integer tensor, got dtype {a.dtype}")
-        if a.dtype != torch.long:
-            a = a.long()
-        if not torch.equal(a.clamp(self._nmin, self._nmax), a):
-            raise ValueError(f"discrete actions out of range: agent action counts are {self.n_actions}")
-        return a
-
     def decode(self, actions: Tensor) -> Tuple[Tensor, Tensor]:
-        """``SimpleEnv._set_action`` for all copies: ``(u [2, A, K], message [dim_c, A, K])``."""
-        K = actions.shape[0]
+        """``SimpleEnv._set_action`` for all copies: ``(u [2, A, K], message [dim_c, A, K])`` from checked actions
+        in the world's layout: indices ``[A, K]`` (long), or continuous ``[max_action_dim, A, K]`` (agent ``i``
+        reads its first ``action_sizes[i]`` entries)."""
+        K = actions.shape[-1]
         if not self.continuous:
-            col = (actions.T + self._offs).reshape(-1)  # [A * K]
+            col = (actions + self._offs).reshape(-1)  # [A * K]
             u = self._tab_u.index_select(1, col).view(2, self.A, K)
             c = self._tab_c.index_select(1, col).view(self.dim_c, self.A, K) if self.talks else self.zero_c(K)
             return u, c
-        a = actions.clamp(0.0, 1.0).permute(2, 1, 0)  # [D, A, K]; ClipOutOfBoundsWrapper: np.clip(action, 0, 1)
+        a = actions.clamp(0.0, 1.0)  # [D, A, K]; ClipOutOfBoundsWrapper: np.clip(action, 0, 1)
         if any(self.movable):
             u = torch.where(self._movable, (a[[2, 4]] - a[[1, 3]]) * self._sens, 0.0)
         else:
@@ -353,7 +321,8 @@ class MPEWorld:
         return self.observe(s, self.rel(s.pos))
 
     def step(self, s: MPEState, actions: Tensor) -> Tuple[MPEState, Tensor, Tensor]:
-        """One transition of all copies (validated actions): ``(next state, obs [K, sum d], reward [K, A])``."""
+        """One transition of all copies (checked actions in :meth:`decode`'s layout): ``(next state, obs
+        [K, sum d], reward [K, A])``."""
         u, c = self.decode(actions)
         ns = self.physics(s, u, c)
         rel = self.rel(ns.pos)

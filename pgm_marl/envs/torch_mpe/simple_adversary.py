@@ -19,7 +19,7 @@ class SimpleAdversary(MPEWorld):
     name = "simple_adversary_v3"
 
     def __init__(self, N: int = 2, **kw):
-        self.N = int(N)
+        self.N = N  # (checked once, by the task's options: pgm_marl.envs.tasks.check_env_kwargs)
         A, L = self.N + 1, self.N
         adv = [i < 1 for i in range(A)]
         self.is_adv = adv

@@ -18,9 +18,8 @@ class SimpleSpread(MPEWorld):
     name = "simple_spread_v3"
 
     def __init__(self, N: int = 3, local_ratio: float = 0.5, **kw):
-        if not 0.0 <= local_ratio <= 1.0:
-            raise ValueError(f"local_ratio must be in [0, 1], got {local_ratio}")
-        self.N, self.local_ratio = int(N), float(local_ratio)
+        # (N and local_ratio checked once, by the task's options: pgm_marl.envs.tasks.check_env_kwargs)
+        self.N, self.local_ratio = N, float(local_ratio)
         A = L = self.N
         super().__init__(agent_names=[f"agent_{i}" for i in range(A)], agent_size=[0.15] * A,
                          agent_collide=[True] * A, movable=[True] * A, silent=[True] * A,

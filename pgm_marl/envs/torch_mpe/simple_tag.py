@@ -20,7 +20,8 @@ class SimpleTag(MPEWorld):
     name = "simple_tag_v3"
 
     def __init__(self, num_good: int = 1, num_adversaries: int = 3, num_obstacles: int = 2, **kw):
-        self.num_good, self.num_adversaries, self.num_obstacles = int(num_good), int(num_adversaries), int(num_obstacles)
+        # (sizes checked once, by the task's options: pgm_marl.envs.tasks.check_env_kwargs; nothing coerced here)
+        self.num_good, self.num_adversaries, self.num_obstacles = num_good, num_adversaries, num_obstacles
         nadv, A, L = self.num_adversaries, self.num_adversaries + self.num_good, self.num_obstacles
         adv = [i < nadv for i in range(A)]
         self.is_adv = adv

@@ -1,24 +1,24 @@
 """``TorchMPEVectorEnv``: K copies of an MPE task stepped as one batch of tensor ops.
 
-Drop-in for the PettingZoo vector env (:class:`pgm_marl.envs.vector.PettingZooVectorEnv`: same constructor,
-``spec``, ``reset``, ``step`` ->
-:class:`~pgm_marl.envs.vector.StepResult`, ``state``, ``close``) for the four tasks of
-:data:`pgm_marl.envs.tasks.TASKS`, reproducing mpe2 1.1.1's ``SimpleEnv`` + parallel wrapper
-(``reset`` / ``step`` / truncation after ``max_cycles`` world steps) on top of ``core.py``.
+The torch backend of :class:`~pgm_marl.envs.base.VectorEnvBase` (same constructor as the PettingZoo backend,
+``spec``, ``reset``, ``step`` -> :class:`~pgm_marl.envs.base.StepResult`, ``state``, ``close``, the env action
+format) for the four tasks of :data:`pgm_marl.envs.tasks.TASKS`, reproducing mpe2 1.1.1's ``SimpleEnv`` +
+parallel wrapper (``reset`` / ``step`` / truncation after ``max_cycles`` world steps) on top of ``core.py``.
+Options are checked once, in :func:`make_world`, by the same function as on the PettingZoo backend
+(:func:`~pgm_marl.envs.tasks.check_env_kwargs`), plus what the port lacks
+(:func:`~pgm_marl.envs.tasks.torch_unsupported`).
 
-Differences from the PettingZoo vector env:
+Differences from the PettingZoo backend:
 
-- RNG: one ``torch.Generator`` (``self.generator``, on ``device``) draws every reset of every copy. The
-  first ``reset()`` seeds it with ``seed``; later resets (explicit or automatic) continue it;
-  ``reset(seed=s)`` reseeds it with ``s``. Reset *distributions* equal mpe2's, the random numbers do not
-  (mpe2 uses one NumPy generator per env). Checkpoint with ``self.generator.get_state()`` /
-  ``set_state()`` or the whole env with ``state_dict()`` / ``load_state_dict()``.
-- ``continuous_actions=True`` is supported: actions are a float tensor ``[K, n_agents, max_action_dim]``
-  (agent ``i`` reads the first ``spec.action_spaces[i].shape[0]`` entries, mpe2's Box layout:
-  ``[no-op, -x, +x, -y, +y]`` for movable agents, then ``dim_c`` message entries for talking agents;
-  values are clipped to ``[0, 1]`` like pettingzoo's ``ClipOutOfBoundsWrapper``), or a list of
-  per-agent ``[K, d_i]`` tensors.
-- Full precision: physics runs in ``dtype``; ``StepResult`` carries float32 like ``VectorEnv``, and
+- RNG: one ``torch.Generator`` (``self.generator``, on ``device``; ``generators()`` names it ``"env"``) draws
+  every reset of every copy. The first ``reset()`` seeds it with ``seed``; later resets (explicit or automatic)
+  continue it; ``reset(seed=s)`` reseeds it with ``s``. Reset *distributions* equal mpe2's, the random numbers do
+  not (mpe2 uses one NumPy generator per env). Checkpoint with ``self.generator.get_state()`` / ``set_state()``
+  or the whole env with ``state_dict()`` / ``load_state_dict()``.
+- ``continuous_actions=True`` is supported: agent ``i``'s action ``[K, spec.action_spaces[i].shape[0]]`` is
+  mpe2's Box layout (``[no-op, -x, +x, -y, +y]`` for movable agents, then ``dim_c`` message entries for talking
+  agents; values are clipped to ``[0, 1]`` like pettingzoo's ``ClipOutOfBoundsWrapper``).
+- Full precision: physics runs in ``dtype``; ``StepResult`` carries float32 like the PettingZoo backend, and
   ``last_next_obs`` (per-agent ``[K, d_i]``) / ``last_reward`` (``[K, n_agents]``) keep the last step's
   values in ``dtype``. ``step_state(state, actions)`` is the pure transition (no auto-reset).
 - World state: ``self.world_state`` (:class:`~pgm_marl.envs.torch_mpe.core.MPEState`, copy axis last:
@@ -28,8 +28,8 @@ Differences from the PettingZoo vector env:
 - Observations are column views ``[K, d_i]`` of one contiguous ``[K, sum(obs_dims)]`` tensor (the
   global state), not separate tensors.
 - mpe2 interop: ``load_mpe2_state(k, env)`` / ``load_mpe2_states(envs)`` / ``to_mpe2(k, env)``
-  (e.g. to render copy ``k`` with mpe2's own renderer; ``to_mpe2(k, env, final=True)`` writes the last
-  step's pre-reset successor ``last_next_state``, i.e. an episode's last frame).
+  (e.g. to render copy ``k`` with mpe2's own renderer, as ``render_frame(k)`` does; ``to_mpe2(k, env,
+  final=True)`` writes the last step's pre-reset successor ``last_next_state``, i.e. an episode's last frame).
 """
 from __future__ import annotations
 
@@ -38,53 +38,40 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..base import StepResult, VectorEnvBase
 from ..returns import ReturnAccumulator
-from ..tasks import _REGISTRY, TASKS, TaskError, TaskSpec, _check_teams
-from ..vector import StepResult, VectorEnvBase
+from ..tasks import _REGISTRY, TaskError, TaskSpec, _check_teams, check_env_kwargs, make_env, torch_unsupported
 from .core import MPEState, MPEWorld, where_state
 from .simple_adversary import SimpleAdversary
 from .simple_speaker_listener import SimpleSpeakerListener
 from .simple_spread import SimpleSpread
 from .simple_tag import SimpleTag
 
-_PO = {"num_agent_neighbors": None, "num_landmark_neighbors": None}
-# task -> (scenario class, supported constructor kwargs, mpe2 kwargs supported only at these values)
+#: task -> (scenario class, the options that shape its world: its constructor's keyword arguments); the other
+#: options are rendering, infos, the action kind, or mpe2 features the port runs only at their defaults
 SCENARIOS = {
-    "cooperative_navigation": (SimpleSpread, ("N", "local_ratio"),
-                               {"curriculum": False, "terminate_on_success": False, **_PO}),
-    "cooperative_communication": (SimpleSpeakerListener, (), {}),
-    "predator_prey": (SimpleTag, ("num_good", "num_adversaries", "num_obstacles"),
-                      {"curriculum": False, "terminate_on_success": False, **_PO}),
-    "physical_deception": (SimpleAdversary, ("N",), dict(_PO)),
+    "cooperative_navigation": (SimpleSpread, ("N", "local_ratio")),
+    "cooperative_communication": (SimpleSpeakerListener, ()),
+    "predator_prey": (SimpleTag, ("num_good", "num_adversaries", "num_obstacles")),
+    "physical_deception": (SimpleAdversary, ("N",)),
 }
-# accepted and without effect here: rendering options and benchmark infos (StepResult has no infos)
-_IGNORED = ("render_mode", "dynamic_rescaling", "benchmark_data")
-
-
-def unsupported_option(task: str, env_kwargs: Dict) -> Optional[str]:
-    """Why the torch MPE cannot run ``task`` with ``env_kwargs`` (one line), or None when it can."""
-    if task not in SCENARIOS:
-        return f"unknown task {task!r} for the torch MPE; accepted: {', '.join(TASKS)}"
-    _, supported, fixed = SCENARIOS[task]
-    for key, value in env_kwargs.items():
-        if key in fixed and value != fixed[key]:
-            return f"torch MPE {task!r}: {key}={value!r} is not supported (only {fixed[key]!r})"
-        if key not in supported and key not in fixed and key not in _IGNORED and key != "continuous_actions":
-            return (f"torch MPE {task!r}: unknown option {key!r}; accepted: "
-                    f"{', '.join(list(supported) + list(fixed) + list(_IGNORED) + ['continuous_actions'])}")
-    return None
 
 
 def make_world(task: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                **env_kwargs) -> MPEWorld:
-    """The scenario object of ``task`` with ``make_env``'s defaults (``continuous_actions=False``)."""
-    why = unsupported_option(task, env_kwargs)
+    """The scenario object of ``task`` with ``make_env``'s defaults (``continuous_actions=False``); the options
+    are checked here, once (one-line ``TaskError``: a bad value, or one the torch port does not run)."""
+    if task not in SCENARIOS:
+        raise TaskError(f"the torch MPE cannot run {task!r}: {torch_unsupported(task, {})}; "
+                        "accepted: --backend pettingzoo or auto")
+    check_env_kwargs(task, env_kwargs)
+    why = torch_unsupported(task, env_kwargs)
     if why is not None:
-        raise TaskError(why)
-    cls, supported, _ = SCENARIOS[task]
+        raise TaskError(f"torch MPE {task!r}: {why}; accepted: --backend pettingzoo or auto")
+    cls, shaping = SCENARIOS[task]
     kwargs = {**_REGISTRY[task][1], "continuous_actions": False, **env_kwargs}
-    scen = {key: value for key, value in kwargs.items() if key in supported}
-    return cls(continuous_actions=bool(kwargs["continuous_actions"]), device=device, dtype=dtype, **scen)
+    scen = {key: value for key, value in kwargs.items() if key in shaping}
+    return cls(continuous_actions=kwargs["continuous_actions"], device=device, dtype=dtype, **scen)
 
 
 class _Returns(ReturnAccumulator):
@@ -142,6 +129,8 @@ class TorchMPEVectorEnv(VectorEnvBase):
         self.last_reward: Optional[torch.Tensor] = None
         self.last_next_state: Optional[MPEState] = None  # last step's successor state, before auto-reset
         self.last_next_t = self.t.copy()  # its step counters
+        self._options = dict(env_kwargs)  # for the mpe2 env that draws the frames (render_frame)
+        self._viewer = None
 
     # ------------------------------------------------------------------ core API
     def reset(self, seed: int | None = None) -> List[torch.Tensor]:
@@ -156,31 +145,29 @@ class TorchMPEVectorEnv(VectorEnvBase):
         self._returns.reset()
         return self.world.split(self.world.observation(self.world_state).to(torch.float32))
 
-    def _check(self, actions) -> torch.Tensor:
-        K, A = self.num_envs, self.n_agents
-        if self.continuous and isinstance(actions, (list, tuple)):
-            shapes = [tuple(np.shape(a)) for a in actions]
-            if len(actions) != A or any(len(s) != 2 or s[0] != K for s in shapes):
-                raise ValueError(f"continuous actions must be {A} tensors [{K}, d_i], got shapes {shapes}")
-        else:
-            shape = tuple(actions.shape) if hasattr(actions, "shape") else tuple(np.shape(actions))
-            want = (K, A, self.world.max_action_dim) if self.continuous else (K, A)
-            if shape != want:
-                raise ValueError(f"actions must have shape {list(want)}, got {list(shape)}")
-        return self.world.check_actions(actions)
+    @property
+    def started(self) -> bool:
+        return self.world_state is not None
+
+    def _world_actions(self, actions: List[torch.Tensor]) -> torch.Tensor:
+        """Checked env actions in the world's layout (copy axis last): discrete indices ``[A, K]`` (long), or
+        continuous ``[max_action_dim, A, K]`` in ``dtype`` (agent ``i``'s entries first, zero-padded)."""
+        if not self.continuous:
+            return torch.stack(actions).to(device=self.device, dtype=torch.long)
+        D = self.world.max_action_dim
+        return torch.stack([torch.nn.functional.pad(a.to(device=self.device, dtype=self.dtype).T,
+                                                    (0, 0, 0, D - a.shape[1])) for a in actions], 1)
 
     def step_state(self, state: MPEState, actions):
         """Pure transition without auto-reset: ``(next MPEState, per-agent obs [K, d_i], reward [K, A])``
-        in ``dtype`` (``state`` may hold any number of copies)."""
-        a = self.world.check_actions(actions)
+        in ``dtype`` (``state`` may hold any number ``K`` of copies; ``actions``: the env action format for K)."""
+        a = self._world_actions(self.check_actions(actions, num_envs=state.num_envs))
         ns, obs, rew = self.world.step(state, a)
         return ns, self.world.split(obs), rew
 
-    def step(self, actions) -> StepResult:
-        """Step every copy with ``actions`` (LongTensor ``[K, n_agents]``); auto-reset finished copies."""
-        if self.world_state is None:
-            raise RuntimeError("call reset() before step()")
-        a = self._check(actions)
+    def _step(self, actions: List[torch.Tensor]) -> StepResult:
+        """Step every copy with checked actions; auto-reset the copies that reached ``max_cycles``."""
+        a = self._world_actions(actions)
         world = self.world
         ns, obs, rew = world.step(self.world_state, a)
         self.last_next_obs, self.last_reward, self.last_next_state = world.split(obs), rew, ns
@@ -207,7 +194,24 @@ class TorchMPEVectorEnv(VectorEnvBase):
         )
 
     def close(self) -> None:
-        return None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    # ------------------------------------------------------------------ random state and rendering
+    def generators(self) -> Dict[str, torch.Generator]:
+        """``{"env": self.generator}``: the one generator every reset of every copy draws from."""
+        return {"env": self.generator}
+
+    def render_frame(self, k: int = 0) -> np.ndarray:
+        """Copy ``k`` drawn by mpe2's own renderer: its state is written into an mpe2 env (``to_mpe2``, built at
+        the first call with this env's options and ``render_mode="rgb_array"``), which draws it."""
+        if self._viewer is None:
+            self._viewer, _ = make_env(self.spec.name, max_cycles=self.max_cycles,
+                                       **{**self._options, "render_mode": "rgb_array"})
+            self._viewer.reset(seed=0)
+        self.to_mpe2(k, self._viewer)
+        return self._viewer.render()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:

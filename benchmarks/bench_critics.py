@@ -1,0 +1,124 @@
+"""Cost of one MA-SAC gradient step per critic form (``--critic``), with and without ``--share-params``, from 3 to 48
+agents (cooperative navigation, ``N`` agents and landmarks; batch 1024, hidden 128), and its growth with n.
+
+Each configuration runs in a fresh subprocess (so that its peak resident memory is its own): it builds the
+learner on the torch backend's task spec, fills a buffer with random transitions, and times ``Learner.update``
+(the whole step: actor, critic, Polyak) as the median of ``--steps`` steps after one warm-up step. Prints a table
+(ms per step, peak RSS, speed-up over ``mlp``), fits the growth exponent ``ms ~ n^k`` from N = 6 to 48 per form,
+and writes ``--out`` (JSON).
+
+Usage: python benchmarks/bench_critics.py --threads 1 --out benchmarks/results/critics/bench_1thread.json
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FORMS = ("mlp", "attention", "mean-field", "local")
+
+
+def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) -> dict:
+    """Time ``steps`` gradient steps of one configuration in this process."""
+    import resource
+
+    import torch
+
+    from pgm_marl.config import TrainConfig
+    from pgm_marl.envs import VectorEnv
+    from pgm_marl.learner import make_learner
+
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(task="cooperative_navigation", env_kwargs=f"N={n}", critic=form, share_params=share,
+                      batch_size=batch, buffer_size=2 * batch, progress=False, tensorboard=False)
+    spec = VectorEnv(cfg.task, num_envs=1, seed=0, backend="torch", **cfg.env_options()).spec
+    learner = make_learner(spec, cfg)
+    gen = torch.Generator().manual_seed(0)
+    size = 2 * batch
+    learner.memory.buffer.add(torch.randn(size, spec.state_dim, generator=gen),
+                              torch.randint(5, (size, spec.n_agents), generator=gen),
+                              torch.randn(size, spec.n_agents, generator=gen),
+                              torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
+    times = []
+    for k in range(steps + 1):
+        b = learner.memory.sample()
+        start = time.perf_counter()
+        learner.update(b)
+        if k:  # the first step warms up (allocations, MKL)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    params = sum(p.numel() for p in learner.critic.parameters())
+    return {"n": n, "critic": form, "share_params": share, "threads": threads, "batch": batch,
+            "ms": 1000 * times[len(times) // 2], "ms_all": [1000 * t for t in times],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "critic_params": params}
+
+
+def growth(rows, form, share) -> float | None:
+    """Least-squares slope of log ms on log n for N >= 6."""
+    pts = [(math.log(r["n"]), math.log(r["ms"])) for r in rows
+           if r["critic"] == form and r["share_params"] == share and r["n"] >= 6 and "ms" in r]
+    if len(pts) < 2:
+        return None
+    mx, my = sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", type=int, nargs="+", default=[3, 6, 12, 24, 48])
+    p.add_argument("--critics", nargs="+", default=list(FORMS), choices=FORMS)
+    p.add_argument("--share", choices=("no", "yes", "both"), default="both")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=5, help="timed gradient steps per configuration (median)")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--one", nargs=3, metavar=("N", "FORM", "SHARE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        n, form, share = int(args.one[0]), args.one[1], args.one[2] == "yes"
+        print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch)))
+        return
+    shares = {"no": [False], "yes": [True], "both": [False, True]}[args.share]
+    rows = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
+    done = {(r["n"], r["critic"], r["share_params"]) for r in rows}
+    print(f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), batch {args.batch}", flush=True)
+    for n in args.agents:
+        for form in args.critics:
+            for share in shares:
+                if (n, form, share) in done:
+                    continue
+                cmd = [sys.executable, __file__, "--one", str(n), form, "yes" if share else "no",
+                       "--threads", str(args.threads), "--steps", str(args.steps), "--batch", str(args.batch)]
+                try:
+                    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                    row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else \
+                        {"n": n, "critic": form, "share_params": share, "error": out.stderr.strip()[-300:]}
+                except subprocess.TimeoutExpired:
+                    row = {"n": n, "critic": form, "share_params": share, "error": f"over {args.timeout:.0f}s"}
+                rows.append(row)
+                print(f"N={n:<3} {form:<11} share={'yes' if share else 'no ':<4} " +
+                      (f"{row['ms']:9.1f} ms/step  peak RSS {row['peak_rss_mb']:8.0f} MB" if "ms" in row
+                       else row["error"]), flush=True)
+                if args.out:  # resumable: each finished configuration is kept
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print("\n| N | critic | share | ms/step | x faster than mlp | peak RSS (MB) |\n|---|---|---|---|---|---|")
+    for r in sorted((r for r in rows if "ms" in r), key=lambda r: (r["n"], r["share_params"], r["critic"])):
+        ref = next((m["ms"] for m in rows if m.get("critic") == "mlp" and m["n"] == r["n"] and "ms" in m
+                    and m["share_params"] == r["share_params"]), None)
+        speed = f"{ref / r['ms']:.1f}" if ref else "-"
+        print(f"| {r['n']} | {r['critic']} | {'yes' if r['share_params'] else 'no'} | {r['ms']:.1f} | {speed} | "
+              f"{r['peak_rss_mb']:.0f} |")
+    print("\ngrowth exponent k (ms ~ N^k, N = 6..48):")
+    for form in args.critics:
+        for share in shares:
+            k = growth(rows, form, share)
+            print(f"  {form:<11} share={'yes' if share else 'no'}: {'-' if k is None else f'{k:.2f}'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Many agents (issue 15, section 5.4): the critic forms (--critic) with and without --share-params, as
+# idempotent `pgm-marl sweep` calls (paper budget: 15000 episodes, section 5.2 defaults, 3 seeds). Rerunning
+# skips finished runs and resumes interrupted ones, so the study can be stopped and continued across sessions.
+#
+# Stages (in this order by default; seed 0 of a stage's grid first, a whole picture early):
+#   n3    cooperative navigation, N = 3: attention, mean-field, local (mlp: Figure 2's committed masac runs)
+#   n12   cooperative navigation, N = 12: attention, mean-field, local x {no sharing, sharing}; mlp
+#   pp    predator-prey, 12 predators / 4 prey / 4 obstacles, both teams masac with the same form
+#   n24   cooperative navigation, N = 24: attention, mean-field, local x {no sharing, sharing} (mlp: its
+#         measured cost per step stands in, benchmarks/bench_critics.py)
+# Results: benchmarks/results/many_agents/<stage>/<run>/ (checkpoints are git-ignored).
+#
+# Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
+#        STAGES="n3 n12" bash benchmarks/many_agents.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PGM=${PGM_MARL:-.venv/bin/pgm-marl}
+OUT=${OUT:-benchmarks/results/many_agents}
+CPUS=${CPUS:-2}
+STAGES=${STAGES:-"n3 n12 pp n24"}
+COMMON=(--num-cpus "$CPUS" --no-tensorboard --algo masac)
+FORMS=(--critic attention --critic mean-field --critic local)
+status=0
+
+grid() {  # $1 = out folder, rest = flags; seed 0 first, then seeds 1-2 (same folders)
+  local out=$1; shift
+  for seeds in 0 0-2; do
+    $PGM sweep --out "$out" "${COMMON[@]}" --seed "$seeds" "$@" || status=1
+  done
+}
+
+for stage in $STAGES; do
+  case $stage in
+    n3) grid "$OUT/n3" --task cooperative_navigation "${FORMS[@]}" ;;
+    n12) grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --no-share-params
+         grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --share-params
+         grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 --critic mlp ;;
+    pp) for share in --no-share-params --share-params; do
+          grid "$OUT/pp" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
+            "${FORMS[@]}" "$share"
+        done ;;
+    n24) for share in --no-share-params --share-params; do
+           grid "$OUT/n24" --task cooperative_navigation --env-kwargs N=24 "${FORMS[@]}" "$share"
+         done ;;
+    *) echo "unknown stage $stage (stages: n3 n12 pp n24)" >&2; exit 2 ;;
+  esac
+done
+exit $status
