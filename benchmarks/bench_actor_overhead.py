@@ -37,7 +37,7 @@ SETTINGS = (("cooperative_navigation", "cooperative_navigation", {}),
 
 def random_batch(spec, size: int, seed: int = 0) -> Batch:
     gen = torch.Generator().manual_seed(seed)
-    high = torch.tensor(spec.action_dims)
+    high = torch.tensor(spec.action_counts)
     return Batch(torch.randn(size, spec.state_dim, generator=gen),
                  (torch.rand(size, spec.n_agents, generator=gen) * high).long(),
                  torch.randn(size, spec.n_agents, generator=gen),

@@ -24,13 +24,13 @@ def bench_raw(task: str, steps: int, seed: int) -> float:
     for _ in range(steps):
         if not env.agents:
             env.reset()
-        env.step({a: int(rng.integers(spec.action_dims[i])) for i, a in enumerate(spec.agents)})
+        env.step({a: int(rng.integers(spec.action_counts[i])) for i, a in enumerate(spec.agents)})
     return steps / (time.perf_counter() - start)
 
 
 def bench_vector(task: str, k: int, vector_steps: int, backend: str, seed: int) -> float:
     venv = VectorEnv(task, num_envs=k, seed=seed, backend=backend)
-    high = torch.tensor(venv.spec.action_dims)
+    high = torch.tensor(venv.spec.action_counts)
     gen = torch.Generator().manual_seed(seed)
     actions = [list((torch.rand(k, venv.n_agents, generator=gen) * high).long().T)  # the env format: [K] per agent
                for _ in range(min(vector_steps, 50))]

@@ -50,7 +50,7 @@ def random_replay(spec, spaces, size: int, gen: torch.Generator) -> ReplayBuffer
     discrete) float rows drawn in [0, 1] (the MPE boxes)."""
     if spaces is None or spaces.all_discrete:
         buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents)
-        actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_dims)).long()
+        actions = (torch.rand(size, spec.n_agents, generator=gen) * torch.tensor(spec.action_counts)).long()
     else:
         buffer = ReplayBuffer(size, spec.state_dim, spec.n_agents, spaces.storage_width, spaces.storage_dtype)
         actions = torch.rand(size, spaces.storage_width, generator=gen)

@@ -9,7 +9,7 @@
 #   pp    predator-prey, 12 predators / 4 prey / 4 obstacles, both teams masac with the same form
 #   n24   cooperative navigation, N = 24: attention, mean-field, local x {no sharing, sharing} (mlp: its
 #         measured cost per step stands in, benchmarks/bench_critics.py)
-# Results: benchmarks/results/many_agents/<stage>/<run>/ (checkpoints are git-ignored).
+# Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored).
 #
 # Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
 #        STAGES="n3 n12" bash benchmarks/many_agents.sh
@@ -33,15 +33,16 @@ grid() {  # $1 = out folder, rest = flags; seed 0 first, then seeds 1-2 (same fo
 for stage in $STAGES; do
   case $stage in
     n3) grid "$OUT/n3" --task cooperative_navigation "${FORMS[@]}" ;;
-    n12) grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --no-share-params
-         grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --share-params
-         grid "$OUT/n12" --task cooperative_navigation --env-kwargs N=12 --critic mlp ;;
-    pp) for share in --no-share-params --share-params; do
-          grid "$OUT/pp" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
-            "${FORMS[@]}" "$share"
+    n12) grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --no-share-params
+         grid "$OUT/n12/share" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --share-params
+         grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 --critic mlp --no-share-params ;;
+    pp) for share in noshare share; do  # (a folder per setting: run names hold only the grid's axes)
+          grid "$OUT/pp/$share" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
+            "${FORMS[@]}" "--$([ $share = share ] || echo no-)share-params"
         done ;;
-    n24) for share in --no-share-params --share-params; do
-           grid "$OUT/n24" --task cooperative_navigation --env-kwargs N=24 "${FORMS[@]}" "$share"
+    n24) for share in noshare share; do
+           grid "$OUT/n24/$share" --task cooperative_navigation --env-kwargs N=24 "${FORMS[@]}" \
+             "--$([ $share = share ] || echo no-)share-params"
          done ;;
     *) echo "unknown stage $stage (stages: n3 n12 pp n24)" >&2; exit 2 ;;
   esac

@@ -76,7 +76,8 @@ class TrainConfig:
     task: str = _f("cooperative_navigation", "task name (cooperative_navigation, cooperative_communication, "
                    "predator_prey, physical_deception) or a PettingZoo parallel env import path")
     algo: str = _f("masac", "algorithm for all agents, one of the presets masac, maddpg, masac-auto, masac-exact, "
-                   "reinforce-elbo (README, Algorithms), or one per team, e.g. 'predators=masac,prey=maddpg'")
+                   "reinforce-elbo, masac-inferred, masac-optimistic (README, Algorithms), or one per team, e.g. "
+                   "'predators=masac,prey=maddpg'")
     seed: int = _f(0, "random seed (networks, exploration, replay sampling, env copy k gets seed + k)")
     episodes: int = _f(15000, "number of training episodes (all env copies together)")
     max_cycles: int = _f(25, "episode length in environment steps")

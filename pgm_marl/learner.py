@@ -72,7 +72,8 @@ def action_spaces(spec, algorithms) -> ActionSpaces:
 class TrainedPolicies:
     """The agents' actors alone, for acting with a trained run (``pgm-marl evaluate``): no critic, no loss and so
     no temperature. ``load_state_dict`` takes the ``learner`` part of a checkpoint of either learner (both keep
-    their actors under ``"actors"``); ``act`` is theirs."""
+    their actors under ``"actors"``; an optimistic agent's q_i, which acting needs, is under ``"others"``);
+    ``act`` is theirs."""
 
     def __init__(self, spec, cfg, algorithms=None):
         self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))

@@ -234,8 +234,8 @@ class Actors(nn.Module):
                  sharing: Sharing | None = None):
         super().__init__()
         self.spaces = ActionSpaces.coerce(action_spaces)
-        self.obs_dims, self.action_dims = tuple(obs_dims), self.spaces.param_dims
-        n, d_obs, d_act = len(obs_dims), max(obs_dims), max(self.action_dims)
+        self.obs_dims, self.param_dims = tuple(obs_dims), self.spaces.param_dims  # policy parameters per agent
+        n, d_obs, d_act = len(obs_dims), max(obs_dims), max(self.param_dims)
         self.net = BatchedMLP(n, d_obs, d_act, hidden, fan_in=list(obs_dims), precision=precision, sharing=sharing)
         self.register_buffer("obs_index", observation_index(obs_dims), persistent=False)
         self.register_buffer("pad_mask", self.spaces.pad_mask.clone(), persistent=False)
@@ -256,11 +256,11 @@ class Actors(nn.Module):
 class TwinCritics(nn.Module):
     """Centralised twin critics ``Q_i^{(1,2)}(s, a)`` on the global state and all agents' actions (Fujimoto et al.)."""
 
-    def __init__(self, state_dim: int, action_dims: Sequence[int], hidden: int = 128, precision: str = "float32",
+    def __init__(self, state_dim: int, action_sizes: Sequence[int], hidden: int = 128, precision: str = "float32",
                  sharing: Sharing | None = None):
         super().__init__()
-        self.n = len(action_dims)
-        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_dims), 1, hidden, precision=precision,
+        self.n = len(action_sizes)  # each agent's action site size (ActionSpaces.sizes): its part of the joint
+        self.net = BatchedMLP(2 * self.n, state_dim + sum(action_sizes), 1, hidden, precision=precision,
                               sharing=None if sharing is None else sharing.twice())
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):

@@ -24,7 +24,7 @@ def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, r
     (argmax of the same Gumbel noise; ``resample_all[i]``) or their buffer actions (MADDPG). Draws the Gumbel noise in the same order and shape
     as the Pyro guide (one ``[B, n, A_j]`` draw per agent), so with the same seed both agree exactly.
     """
-    dims = actors.action_dims
+    dims = actors.param_dims
     n, batch = len(dims), state.shape[0]
     logits = actors(actors.observations(state))
     ys, log_pi_own = [], []

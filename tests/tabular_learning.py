@@ -35,17 +35,17 @@ __all__ = ["TabularActors", "TabularCritics", "game_spec", "collect", "train_tab
 class TabularActors(nn.Module):
     """Logit tables ``[n, S, A_max]`` (padded by the action spaces), initialised uniform (zeros)."""
 
-    def __init__(self, n_states: int, action_dims):
+    def __init__(self, n_states: int, action_counts):
         super().__init__()
-        self.n_states, self.action_dims = int(n_states), tuple(int(a) for a in action_dims)
-        self.spaces = ActionSpaces.coerce(self.action_dims)
-        n, a_max = len(self.action_dims), max(self.action_dims)
+        self.n_states, self.action_counts = int(n_states), tuple(int(a) for a in action_counts)
+        self.spaces = ActionSpaces.coerce(self.action_counts)
+        n, a_max = len(self.action_counts), max(self.action_counts)
         self.obs_dims = (self.n_states,) * n
         self.logits = nn.Parameter(self.spaces.pad(torch.zeros(n, self.n_states, a_max)))
 
     def observations(self, state: torch.Tensor) -> torch.Tensor:
         """One-hot ``state [*batch, S] -> [n, *batch, S]`` (full observability)."""
-        return state.expand(len(self.action_dims), *state.shape)
+        return state.expand(len(self.action_counts), *state.shape)
 
     def pad_obs(self, obs) -> torch.Tensor:
         """Per-agent observation list ``[K, S]`` -> ``[n, K, S]``."""
@@ -57,7 +57,7 @@ class TabularActors(nn.Module):
 
     def policies(self) -> list[torch.Tensor]:
         """``pi_j(. | s)`` as ``[S, A_j]`` tables (detached), the format of :mod:`pgm_marl.inference.exact`."""
-        return [self.logits[j, :, :d].detach().softmax(-1) for j, d in enumerate(self.action_dims)]
+        return [self.logits[j, :, :d].detach().softmax(-1) for j, d in enumerate(self.action_counts)]
 
 
 class TabularCritics(nn.Module):
@@ -67,11 +67,11 @@ class TabularCritics(nn.Module):
     :meth:`~pgm_marl.models.distributions.Optimality.log_prob` is NaN (``log(-expm1(0))`` in the unused branch).
     """
 
-    def __init__(self, n_states: int, action_dims, init: float = -1e-3):
+    def __init__(self, n_states: int, action_counts, init: float = -1e-3):
         super().__init__()
-        self.n_states, self.action_dims = int(n_states), tuple(int(a) for a in action_dims)
-        self.n = len(self.action_dims)
-        self.table = nn.Parameter(torch.full((2, self.n, self.n_states, *self.action_dims), float(init)))
+        self.n_states, self.action_counts = int(n_states), tuple(int(a) for a in action_counts)
+        self.n = len(self.action_counts)
+        self.table = nn.Parameter(torch.full((2, self.n, self.n_states, *self.action_counts), float(init)))
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
         """``state [*batch, S]`` (broadcast to the actions' batch), ``joint_actions [n, *batch, sum A]``.
@@ -83,7 +83,7 @@ class TabularCritics(nn.Module):
         y = joint_actions.reshape(self.n, -1, joint_actions.shape[-1])  # [n, M, sum A]
         q = torch.einsum("cns...,ms->cnm...", self.table, s)  # [2, n, M, A_1, ..., A_n]
         off = 0
-        for d in self.action_dims:  # contract the leading remaining action axis with y_j
+        for d in self.action_counts:  # contract the leading remaining action axis with y_j
             q = torch.einsum("cnma...,nma->cnm...", q, y[..., off: off + d])
             off += d
         return q[0].reshape(self.n, *batch), q[1].reshape(self.n, *batch)
@@ -154,7 +154,7 @@ def critic_q_tables(learner) -> torch.Tensor:
     """``min`` twin ``Q_i(s, a)`` at one-hot actions for every ``(s, a)``, through ``critic.min``:
     ``[n, S, A_1, ..., A_n]`` (the layout of :func:`~pgm_marl.inference.exact.exact_soft_q` per agent)."""
     critic = learner.critic
-    S, dims = critic.n_states, critic.action_dims
+    S, dims = critic.n_states, critic.action_counts
     spaces = ActionSpaces.coerce(dims)
     cells = list(itertools.product(range(S), *[range(d) for d in dims]))
     idx = torch.tensor(cells)  # [M, 1 + n]

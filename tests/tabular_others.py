@@ -37,12 +37,12 @@ def contract_others(table: torch.Tensor, values, own: int, n: int) -> torch.Tens
 class TabularOpponents(nn.Module):
     """rho_e^j(a_j | s) tables ``[pairs, S, A_max]`` for ``pairs`` (e, j), initialised uniform."""
 
-    def __init__(self, n_states: int, action_dims, pairs):
+    def __init__(self, n_states: int, action_counts, pairs):
         super().__init__()
-        self.pairs, self.spaces = [tuple(p) for p in pairs], ActionSpaces.coerce(action_dims)
+        self.pairs, self.spaces = [tuple(p) for p in pairs], ActionSpaces.coerce(action_counts)
         others = [j for _, j in self.pairs]
         self.register_buffer("mask", self.spaces.pad_mask[others].clone())
-        self.logits = nn.Parameter(torch.zeros(len(self.pairs), n_states, max(action_dims)))
+        self.logits = nn.Parameter(torch.zeros(len(self.pairs), n_states, max(action_counts)))
 
     def forward(self, obs):  # obs [n, *b, S] one-hot states
         other = torch.tensor([j for _, j in self.pairs])
@@ -52,10 +52,10 @@ class TabularOpponents(nn.Module):
 class TabularImagined(nn.Module):
     """q_e^j(a_j | s) tables ``[m, n, S, A_max]`` for the egos ``egos``, initialised uniform."""
 
-    def __init__(self, n_states: int, action_dims, egos):
+    def __init__(self, n_states: int, action_counts, egos):
         super().__init__()
-        self.egos, self.spaces = list(egos), ActionSpaces.coerce(action_dims)
-        self.logits = nn.Parameter(torch.zeros(len(self.egos), len(action_dims), n_states, max(action_dims)))
+        self.egos, self.spaces = list(egos), ActionSpaces.coerce(action_counts)
+        self.logits = nn.Parameter(torch.zeros(len(self.egos), len(action_counts), n_states, max(action_counts)))
 
     def forward(self, obs):
         out = torch.einsum("m...s,mjsa->mj...a", obs[self.egos], self.logits)
@@ -68,29 +68,29 @@ class TabularConditionalActors(TabularActors):
     (the logits of :class:`TabularActors`), initialised uniform; ``forward(obs, imagined=None)`` as
     :class:`~pgm_marl.models.opponents.ConditionalActors`."""
 
-    def __init__(self, n_states: int, action_dims, conditioned):
-        super().__init__(n_states, action_dims)
+    def __init__(self, n_states: int, action_counts, conditioned):
+        super().__init__(n_states, action_counts)
         self.conditioned = list(conditioned)
-        n, a_max = len(self.action_dims), max(self.action_dims)
+        n, a_max = len(self.action_counts), max(self.action_counts)
         self.tables = nn.ParameterList(
-            nn.Parameter(torch.zeros(n_states, *[d for j, d in enumerate(self.action_dims) if j != k], a_max))
+            nn.Parameter(torch.zeros(n_states, *[d for j, d in enumerate(self.action_counts) if j != k], a_max))
             for k in range(n) if self.conditioned[k])
 
     def forward(self, obs, imagined=None):
         logits = list(torch.einsum("n...s,nsa->n...a", obs, self.logits))
-        offsets = [sum(self.action_dims[:j]) for j in range(len(self.action_dims))]
-        for t, k in enumerate(k for k in range(len(self.action_dims)) if self.conditioned[k]):
+        offsets = [sum(self.action_counts[:j]) for j in range(len(self.action_counts))]
+        for t, k in enumerate(k for k in range(len(self.action_counts)) if self.conditioned[k]):
             if imagined is None:
                 continue
-            values = [imagined[k][..., o: o + d] for o, d in zip(offsets, self.action_dims)]
+            values = [imagined[k][..., o: o + d] for o, d in zip(offsets, self.action_counts)]
             table = torch.tensordot(obs[k], self.tables[t], dims=([-1], [0]))  # [..., *A_{-k}, A_max]
-            logits[k] = contract_others(table, values, k, len(self.action_dims))
+            logits[k] = contract_others(table, values, k, len(self.action_counts))
         return self.spaces.pad(torch.stack(logits))
 
     def conditional(self, k: int) -> torch.Tensor:
         """pi_k(a_k | s, a_{-k}) as an ``[S, A_1, ..., A_n]`` table (the format of ``exact_optimistic_elbo``)."""
-        t = self.tables[[j for j in range(len(self.action_dims)) if self.conditioned[j]].index(k)]
-        t = t[..., : self.action_dims[k]].detach().softmax(-1)  # [S, *A_{-k}, A_k]
+        t = self.tables[[j for j in range(len(self.action_counts)) if self.conditioned[j]].index(k)]
+        t = t[..., : self.action_counts[k]].detach().softmax(-1)  # [S, *A_{-k}, A_k]
         return t.movedim(-1, 1 + k)
 
 

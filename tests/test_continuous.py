@@ -153,7 +153,7 @@ class ConstantActors(nn.Module):
     def __init__(self, spaces, init):
         super().__init__()
         self.spaces, self.n = spaces, len(spaces)
-        self.obs_dims, self.action_dims = (1,) * self.n, spaces.param_dims
+        self.obs_dims, self.param_dims = (1,) * self.n, spaces.param_dims
         self.table = nn.Parameter(init.clone())
 
     def observations(self, state):

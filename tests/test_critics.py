@@ -210,7 +210,7 @@ class ConcatStateActors(TabularActors):
     """Tabular policies on the concatenated one-hot state ``[*batch, n * S]`` (each agent observes it all)."""
 
     def observations(self, state):
-        n = len(self.action_dims)
+        n = len(self.action_counts)
         return state.reshape(*state.shape[:-1], n, self.n_states).movedim(-2, 0)
 
 

@@ -47,7 +47,7 @@ def test_registry_names():
 def test_task_spec_and_full_episodes(task):
     _, _, agents, dims, n_actions, teams = EXPECTED[task]
     env, spec = make_env(task, seed=0)
-    assert spec.agents == agents and spec.obs_dims == dims and spec.action_dims == n_actions
+    assert spec.agents == agents and spec.obs_dims == dims and spec.action_counts == n_actions
     assert spec.teams == teams and spec.max_cycles == 25
     assert all(a.kind == "discrete" for a in spec.action_spaces)
     spec.require_discrete()
@@ -81,7 +81,7 @@ def test_vector_matches_single_envs_across_autoreset(task):
     for step in range(1, 51):
         for i, a in enumerate(agents):
             assert torch.equal(obs[i], torch.stack([t(o[a]) for o in ref_obs]))
-        acts = np.stack([rng.integers(n, size=K) for n in venv.spec.action_dims], axis=1)
+        acts = np.stack([rng.integers(n, size=K) for n in venv.spec.action_counts], axis=1)
         res = venv.step(list(torch.as_tensor(acts, dtype=torch.long).T))
         finals, rewards = [], []
         for k, r in enumerate(refs):

@@ -14,9 +14,9 @@ from pgm_marl.networks import Actors, TwinCritics
 from pgm_marl.replay import Batch
 
 
-def one_hot_actions(actions, action_dims):
+def one_hot_actions(actions, action_counts):
     """Integer actions ``[B, n]`` -> one-hot ``[B, A_j]`` per agent (written here, not taken from the library)."""
-    return [torch.nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_dims)]
+    return [torch.nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_counts)]
 
 
 def _cfg(task, algo="masac", alpha=None, hidden=32):
@@ -26,7 +26,7 @@ def _cfg(task, algo="masac", alpha=None, hidden=32):
 
 def _batch(spec, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    actions = torch.stack([torch.randint(0, d, (size,), generator=g) for d in spec.action_dims], -1)
+    actions = torch.stack([torch.randint(0, d, (size,), generator=g) for d in spec.action_counts], -1)
     return Batch(torch.randn(size, spec.state_dim, generator=g), actions, -torch.rand(size, spec.n_agents, generator=g),
                  torch.randn(size, spec.state_dim, generator=g), (torch.rand(size, generator=g) < 0.2).float())
 
@@ -42,17 +42,17 @@ def tag():
 
 
 def test_batched_networks_equal_per_agent_modules(comm):
-    actors = Actors(comm.obs_dims, comm.action_dims, 16)
+    actors = Actors(comm.obs_dims, comm.action_counts, 16)
     state = torch.randn(7, comm.state_dim)
     logits = actors(actors.observations(state))
     start = 0
-    for k, (d_obs, d_act) in enumerate(zip(comm.obs_dims, comm.action_dims)):
+    for k, (d_obs, d_act) in enumerate(zip(comm.obs_dims, comm.action_counts)):
         obs = torch.cat([state[:, start:start + d_obs], torch.zeros(7, max(comm.obs_dims) - d_obs)], -1)
         assert torch.allclose(actors.net.agent_module(k)(obs)[:, :d_act], logits[k, :, :d_act], atol=1e-6)
         assert torch.all(logits[k, :, d_act:] < -1e3)  # padded actions are impossible
         start += d_obs
-    critic = TwinCritics(comm.state_dim, comm.action_dims, 16)
-    joint = torch.randn(2, 7, sum(comm.action_dims))
+    critic = TwinCritics(comm.state_dim, comm.action_counts, 16)
+    joint = torch.randn(2, 7, sum(comm.action_counts))
     q1, q2 = critic(state, joint)
     for k in range(2):
         x = torch.cat([state, joint[k]], -1)
@@ -71,7 +71,7 @@ def _eq8_by_hand(learner, spec, batch, actors, critic):
     ``critic_loss`` when the RNG is seeded alike)."""
     la = actors(actors.observations(batch.next_state))
     ys, lps = [], []
-    for j, d in enumerate(spec.action_dims):
+    for j, d in enumerate(spec.action_counts):
         y = torch.distributions.RelaxedOneHotCategorical(torch.tensor(1.0), logits=la[j, :, :d]).rsample()
         y = torch.nn.functional.one_hot(y.argmax(-1), d).float()  # a' ~ pi exactly (Gumbel-max)
         ys.append(y)
@@ -81,7 +81,7 @@ def _eq8_by_hand(learner, spec, batch, actors, critic):
         nq = torch.minimum(*critic(batch.next_state, joint_next))
         alpha = 0.005  # section 5.2, cooperative communication
         target = batch.reward.T + 0.95 * (1 - batch.terminated) * (nq - alpha * torch.stack(lps))
-        joint = torch.cat(one_hot_actions(batch.actions, spec.action_dims), -1).expand(2, -1, -1)
+        joint = torch.cat(one_hot_actions(batch.actions, spec.action_counts), -1).expand(2, -1, -1)
         q1, q2 = learner.critic(batch.state, joint)
         return ((q1 - target) ** 2).mean(-1).sum() + ((q2 - target) ** 2).mean(-1).sum()
 
@@ -115,7 +115,7 @@ def test_pyro_actor_loss_equals_closed_form_eq9(tag, algo):
     pyro_loss = -loss.actor_terms(batch)["alpha_elbo"]
     g_pyro = torch.autograd.grad(pyro_loss.sum(), list(learner.actors.parameters()))
     torch.manual_seed(11)
-    ref = eq9_actor_loss(learner.actors, learner.critic, batch.state, one_hot_actions(batch.actions, tag.action_dims),
+    ref = eq9_actor_loss(learner.actors, learner.critic, batch.state, one_hot_actions(batch.actions, tag.action_counts),
                          loss.alpha(), loss.resample_all)
     g_ref = torch.autograd.grad(ref.sum(), list(learner.actors.parameters()))
     assert torch.allclose(pyro_loss, ref, atol=1e-5)
@@ -201,7 +201,7 @@ def test_exact_estimator_is_unbiased_and_relaxed_converges_to_it(comm):
     def score_function():  # one-hot actions, E[grad log pi (Q - alpha log pi) - alpha grad log pi], written out
         alpha = learner.loss.alpha()
         logits = learner.actors(learner.actors.observations(batch.state))
-        dists = [torch.distributions.OneHotCategorical(logits=logits[j, :, :d]) for j, d in enumerate(comm.action_dims)]
+        dists = [torch.distributions.OneHotCategorical(logits=logits[j, :, :d]) for j, d in enumerate(comm.action_counts)]
         a = [d.sample() for d in dists]
         with torch.no_grad():
             q = learner.critic.min(batch.state, torch.cat(a, -1).expand(2, -1, -1))
@@ -227,7 +227,9 @@ def test_exact_estimator_is_unbiased_and_relaxed_converges_to_it(comm):
 
 def test_presets_differ_from_masac_exactly_where_declared():
     declared = {"masac": set(), "maddpg": {"temperature", "resample", "box_policy"}, "masac-auto": {"temperature"},
-                "masac-exact": {"estimator"}, "reinforce-elbo": {"estimator", "critic"}}
+                "masac-exact": {"estimator"}, "reinforce-elbo": {"estimator", "critic"},
+                "masac-inferred": {"others"}, "masac-optimistic": {"guide", "others"}}
+    assert set(declared) == set(PRESETS)
     for name, fields in declared.items():
         assert PRESETS[name].differences(MASAC) == fields, name
 
@@ -261,7 +263,7 @@ def test_sampled_actions_follow_the_policies(comm):
     obs = [torch.randn(1, d).expand(20000, d) for d in comm.obs_dims]
     actions = learner.act(obs)
     logits = learner.actors(learner.actors.pad_obs([o[:1] for o in obs]))
-    for j, d in enumerate(comm.action_dims):
+    for j, d in enumerate(comm.action_counts):
         freq = torch.bincount(actions[j], minlength=d).float() / len(actions[j])
         assert torch.allclose(freq, logits[j, 0, :d].softmax(-1), atol=0.015)
         assert torch.all(learner.act(obs, deterministic=True)[j] == logits[j, 0, :d].argmax())
@@ -279,5 +281,6 @@ def test_register_refuses_overwrites_unless_asked(monkeypatch):
 
 
 def test_tests_leave_the_preset_table_as_they_found_it():
-    assert set(PRESETS) == {"masac", "maddpg", "masac-auto", "masac-exact", "reinforce-elbo"}
+    assert set(PRESETS) == {"masac", "maddpg", "masac-auto", "masac-exact", "reinforce-elbo", "masac-inferred",
+                            "masac-optimistic"}
     assert PRESETS["masac"] == MASAC

@@ -3,8 +3,8 @@ exact enumeration (:func:`~pgm_marl.inference.exact.exact_optimistic_elbo`, :fun
 
 Measured (this file's settings, float64 where exact): the traced ELBO terms are within 2 standard errors of the
 enumeration; at the optimum the bound equals log p(o_i = 1) to 1e-12 with s_0 fixed and beats eq. 4's best by
-the Jensen gap; the tabular learner (``masac-optimistic``, relax 0.1) settles within TV 0.04 of that optimum
-for its own prior rho (q_i and pi_i(. | a_{-i})), its rho within KL 0.02 of the others' behaviour.
+the Jensen gap; the tabular learner (``masac-optimistic``, relax 0.1) settles within TV 0.02 of that optimum
+for its own prior rho (q_i and pi_i(. | a_{-i})), its rho within KL 0.001 of the other's behaviour.
 """
 import dataclasses
 
@@ -95,14 +95,20 @@ def test_optimum_is_tight_and_beats_the_factorized_guide(float64):
 
 
 def test_learner_settles_at_the_optimum_of_its_own_elbo():
-    """The unchanged learner with tabular networks, ``masac-optimistic`` (relax 0.1), one-step game: each agent's
-    q_i and pi_i(. | a_{-i}) reach the optimum of ELBO_i for its own prior rho_i (TV <= 0.06, measured <= 0.04),
-    and rho_i reaches the other's behaviour, sum q_j(a_i) pi_j(a_j | a_i) (KL <= 0.03, measured <= 0.02)."""
+    """The unchanged learner with tabular networks, ``masac-optimistic`` with relax 0.1, one-step game (250 steps
+    at lr 0.1, then 100 at 0.02): each agent's q_i and pi_i(. | a_{-i}) reach the optimum of ELBO_i for its own
+    prior rho_i (TV <= 0.05; measured <= 0.02 over 3 seeds), and rho_i the other's behaviour, sum_a q_j(a)
+    pi_j(. | a) (KL <= 0.01; measured <= 0.001). With the preset's relax 1 the relaxed imagined actions bias the
+    fixed point: TV 0.07-0.16 (q_i), 0.11-0.25 (pi_i), measured, not tested."""
     alpha = 0.3
     game = TabularMarkovGame.random(2, (3, 2), 1, seed=1)
     cfg = TrainConfig(task="tabular", algo="masac-optimistic", seed=0, lr=0.1, gamma=0.5, tau=0.1, alpha=alpha)
     algorithm = dataclasses.replace(PRESETS["masac-optimistic"], relax=0.1)
-    learner = train(tabular_learner(game, cfg, [algorithm, algorithm]), game, 500, batch_size=1024)
+    learner = train(tabular_learner(game, cfg, [algorithm, algorithm]), game, 250, batch_size=512)
+    for optimizer in learner.optimizers.values():  # (less Adam noise at the end)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.02
+    train(learner, game, 100, batch_size=512, seed=100)
     others, actors, dims = learner.others, learner.actors, game.action_sizes
     imagined = others.imagined.logits.detach()
     for i in range(2):
@@ -111,13 +117,13 @@ def test_learner_settles_at_the_optimum_of_its_own_elbo():
         q_i = imagined[i, j, :, : dims[j]].softmax(-1)
         behaviour_j = (imagined[j, i, :, : dims[i]].softmax(-1).unsqueeze(1 + j) * actors.conditional(j)).sum(1 + i)
         kl = (behaviour_j * (behaviour_j.log() - rho.log())).sum(-1).max()
-        assert kl < 0.03, f"agent {i}: KL(behaviour_{j} || rho) = {kl:.4f}"
+        assert kl < 0.01, f"agent {i}: KL(behaviour_{j} || rho) = {kl:.4f}"
         prior = [None, None]
         prior[i], prior[j] = torch.full((2, dims[i]), 1.0 / dims[i]), rho
         best = optimistic_optimum(game, [p.to(game.rewards.dtype) for p in prior], i, alpha)
         tv_q = 0.5 * (q_i - best["imagined"]).abs().sum(-1).max()
         tv_pi = 0.5 * (actors.conditional(i) - best["conditional"]).abs().sum(1 + i).max()
-        assert tv_q < 0.06 and tv_pi < 0.06, f"agent {i}: TV(q, q*) = {tv_q:.3f}, TV(pi, pi*) = {tv_pi:.3f}"
+        assert tv_q < 0.05 and tv_pi < 0.05, f"agent {i}: TV(q, q*) = {tv_q:.3f}, TV(pi, pi*) = {tv_pi:.3f}"
 
 
 def test_critic_target_is_the_soft_value_under_the_guide(float64):

@@ -28,7 +28,7 @@ class TinyLearner:
 
     def __init__(self, spec, cfg):
         self.spec = spec
-        self.actors = torch.nn.ModuleList(torch.nn.Linear(d, a) for d, a in zip(spec.obs_dims, spec.action_dims))
+        self.actors = torch.nn.ModuleList(torch.nn.Linear(d, a) for d, a in zip(spec.obs_dims, spec.action_counts))
         self.opt = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)
         self.memory = ReplayMemory(cfg, spec.state_dim, spec.n_agents)
 

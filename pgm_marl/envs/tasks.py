@@ -70,7 +70,7 @@ class TaskSpec:
         return sum(self.obs_dims)
 
     @property
-    def action_dims(self) -> Tuple[int, ...]:
+    def action_counts(self) -> Tuple[int, ...]:
         """Number of discrete actions per agent (requires discrete spaces)."""
         self.require_discrete()
         return tuple(a.n for a in self.action_spaces)

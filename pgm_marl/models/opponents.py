@@ -209,9 +209,9 @@ class ViewSpace:
 
 
 class EgoViews:
-    """:class:`~pgm_marl.models.worlds.Policies` as each ego's model holds them: ``params(j, s)`` ``[..., n, P]``,
-    row e agent j's policy parameters in ego e's model: pi_j (``others="given"``, and j's own row) or
-    rho_e^j (``others="inferred"``). Every agent is an ego (the learner's batched step).
+    """Eq. 2 with rho: :class:`~pgm_marl.models.worlds.Policies` as each ego's model holds them: ``params(j, s)``
+    ``[..., n, P]``, row e agent j's policy parameters in ego e's model: pi_j (``others="given"``, and j's own row)
+    or rho_e^j (``others="inferred"``). Every agent is an ego (the learner's batched step).
 
     ``actors``: the policy networks; ``opponents``: an :class:`OpponentNets` (or None); ``spaces`` / ``model``:
     the agents' :class:`~pgm_marl.models.actions.ActionSpaces` and the stochastic family of rho.
@@ -228,17 +228,21 @@ class EgoViews:
         self.width = max(max(spaces.param_dims), max(model.param_dims))
         recorded = torch.zeros(n, n, dtype=torch.bool) if recorded is None else recorded
         self.action_spaces = [ViewSpace(spaces[j], model[j], modelled[:, j], recorded[:, j]) for j in range(n)]
+        self.need_pi = True  # (a subclass whose own rows come from elsewhere may skip pi where every ego models j)
         self._key, self._views = None, None
 
     def views(self, s: torch.Tensor) -> torch.Tensor:
         """``[n_ego, n, *batch(s), P]``: every ego's parameters of every agent's policy at state ``s``."""
         if self._key is not s:
             obs = self.actors.observations(s)
-            pi = _pad_to(self.actors(obs), self.width)
-            views = pi.unsqueeze(0).repeat(pi.shape[0], *([1] * pi.dim()))
+            n = len(self.spaces)
+            pi = _pad_to(self.actors(obs), self.width) if self.need_pi else obs.new_zeros(n, *obs.shape[1:-1],
+                                                                                          self.width)
+            views = pi.unsqueeze(0).repeat(n, *([1] * pi.dim()))
             if self.opponents is not None:
                 e, j = (torch.tensor(k, dtype=torch.long) for k in zip(*self.opponents.pairs))
-                views = views.index_put((e, j), _pad_to(self.opponents(obs), self.width))
+                views = views.index_put((e, j), _pad_to(self.opponents(obs), self.width).detach())  # (fixed in
+                # agent i's model: rho is trained by its own loss only)
             self._key, self._views = s, views
         return self._views
 

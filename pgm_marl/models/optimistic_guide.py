@@ -99,7 +99,8 @@ class OwnOrImagined(TorchDistribution):
 
 def optimistic_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str = "reparam", relax=1.0,
                      hard_others: bool = False) -> None:
-    r"""q_i(a_{-i} | o_i) pi_i(a_i | o_i, a_{-i}) with the world's own dynamics (the module docstring).
+    r"""Eq. 5's variational distribution replaced: q_i(a_{-i} | o_i) pi_i(a_i | o_i, a_{-i}) per step, with the
+    world's own dynamics (the module docstring).
 
     The arguments are :func:`~pgm_marl.models.guide.policy_guide`'s. Per step: every ego's imagined a_{-e}
     (:meth:`imagine`: drawn from q_e; rows of egos with the factorized guide draw from their model of the
@@ -150,6 +151,7 @@ class OptimisticViews(EgoViews):
         self.imagining = optimistic[:, None] & ~eye  # [ego, j]: rows drawn from q_e
         recorded = ~modelled & ~optimistic[:, None] & optimistic[None, :] & ~eye
         super().__init__(actors, opponents, spaces, model, recorded)
+        self.need_pi = not bool((modelled | eye).all())  # own rows: own_sites; the model's: the uniform prior
         self.imagined, self.optimistic, self.recorded, self.behaviour = imagined, optimistic, recorded, behaviour
         self.guide_spaces = [ViewSpace(spaces[j], model[j], modelled[:, j] | self.imagining[:, j]) for j in range(n)]
         self._qkey, self._q, self._bkey, self._b = None, None, None, None
