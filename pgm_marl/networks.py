@@ -218,7 +218,13 @@ def observation_index(obs_dims: Sequence[int]) -> torch.Tensor:
 
 
 def gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x [*batch, D]``, ``index [n, m]`` into ``0..D`` (``D``: zero padding) ``-> [n, *batch, m]``."""
+    """``x [*batch, D]``, ``index [n, m]`` into ``0..D`` (``D``: zero padding) ``-> [n, *batch, m]``.
+
+    When ``index`` is ``0..D-1`` in order (every agent's slice as wide: no padding), the result is a view of ``x``
+    (no copy of the state, which grows with n^2 in cooperative navigation)."""
+    n, m = index.shape
+    if n * m == x.shape[-1] and torch.equal(index.flatten(), torch.arange(n * m, device=index.device)):
+        return x.unflatten(-1, (n, m)).movedim(-2, 0)
     padded = torch.cat([x, x.new_zeros(x.shape[:-1] + (1,))], -1)
     return padded[..., index].movedim(-2, 0)
 
