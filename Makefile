@@ -18,7 +18,7 @@ RUN_OUT ?= runs/quickstart/$(shell date +%Y%m%d-%H%M%S)
 ## Short MA-SAC training run on cooperative navigation: the paper's settings (section 5.2) but a third of its
 ## 15000 episodes and the first gradient step after 2500 env steps instead of 25600, i.e. ~1200 gradient steps
 ## (1-2.5 minutes on 2 CPU cores). It ends near -15.5 against -25.8 for uniform random policies (a paper-budget
-## run: -10.9). Progress bar, $(RUN_OUT)/{metrics.csv,learning_curve.png}. Paper-scale runs: benchmarks/paper_runs.sh.
+## run: -10.9). Progress bar, $(RUN_OUT)/{metrics.csv,learning_curve.png}. Paper-scale runs: benchmarks/figure2.sh.
 run: $(STAMP)
 	$(BIN)/pgm-marl train --task cooperative_navigation --algo masac --seed 0 \
 		--episodes 5000 --learning-starts 2500 --update-every 100 --eval-every 100 --eval-episodes 100 \
