@@ -229,12 +229,29 @@ def comparisons(groups: Sequence[Group], a: str, b: str) -> List[Tuple[Group, Gr
     return sorted(out, key=lambda c: (c[0].task, c[2], c[3], c[0].label))
 
 
+def setting_comparisons(groups: Sequence[Group], name: str, a: str, b: str) -> List[Tuple[Group, Group, str, str]]:
+    """``(group_a, group_b, team, "")`` for groups of one task and algorithm spec whose setting ``name`` (a config
+    field that varies, e.g. ``critic``) is ``a`` in group_a and ``b`` in group_b, every other setting equal."""
+    out = []
+    for ga in groups:
+        for gb in groups:
+            sa, sb = dict(ga.extra), dict(gb.extra)
+            if ga.task != gb.task or ga.algo != gb.algo or name not in sa or name not in sb:
+                continue
+            if str(sa.pop(name)) != a or str(sb.pop(name)) != b or sa != sb:
+                continue
+            out.extend((ga, gb, team, "") for team in ga.teams if team in gb.teams)
+    return sorted(out, key=lambda c: (c[0].task, c[2], c[0].label))
+
+
 def comparison_stats(groups: Sequence[Group], pairs: Sequence[str], last: int, reps: int) -> Tuple[list, list]:
-    """P(A > B) per comparison, and over all comparisons of each pair (stratified by task and team)."""
+    """P(A > B) per comparison, and over all comparisons of each pair (stratified by task and team). A pair
+    ``"A:B"`` compares algorithms; ``"FIELD=A:B"`` compares two values of another setting (``critic=mlp:attention``)."""
     rows, overall = [], []
     for pair in pairs:
         a, b = pair.split(":")
-        found = comparisons(groups, a, b)
+        name, _, a = a.rpartition("=")
+        found = setting_comparisons(groups, name, a, b) if name else comparisons(groups, a, b)
         xs, ys = [], []
         for ga, gb, team, kind in found:
             x = np.array([r.score(team, last) for r in ga.runs])
@@ -388,7 +405,8 @@ def build_report(sweep_dir: Path, last: int = 1, pairs: Sequence[str] = ("masac:
 def _pair(text: str) -> str:
     a, sep, b = text.partition(":")
     if not sep or not a or not b or ":" in b:
-        raise argparse.ArgumentTypeError(f"bad --compare {text!r}; accepted: 'A:B', e.g. 'masac:maddpg'")
+        raise argparse.ArgumentTypeError(f"bad --compare {text!r}; accepted: 'A:B' (algorithms, e.g. 'masac:maddpg') "
+                                         "or 'FIELD=A:B' (another setting, e.g. 'critic=mlp:attention')")
     return text
 
 
@@ -399,7 +417,8 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     rp.add_argument("--last", type=int, default=1, help="score = mean of the last K evaluations (default: 1, the "
                     "final evaluation)")
     rp.add_argument("--compare", action="append", type=_pair, default=None, metavar="A:B",
-                    help="report P(A > B) for these algorithms (repeatable; default: masac:maddpg)")
+                    help="report P(A > B) for these algorithms, or FIELD=A:B for two values of another setting, e.g. "
+                    "critic=mlp:attention (repeatable; default: masac:maddpg)")
     rp.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     rp.add_argument("--include-unfinished", action="store_true", help="also use runs still training")
     rp.add_argument("--marl-eval", default=None, metavar="PATH", help="also write marl-eval's raw JSON here")

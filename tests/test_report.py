@@ -219,3 +219,21 @@ def test_a_foreign_metrics_file_is_skipped_with_a_one_line_warning(tmp_path, cap
     (foreign / "metrics.csv").write_text("step,return/all\n100,-20.0\n")
     assert [r.config["seed"] for r in find_runs(tmp_path)] == [0]
     assert capsys.readouterr().err == f"warning: {foreign} skipped: KeyError: 'episode'\n"
+
+
+def test_compare_two_values_of_another_setting(tmp_path):
+    """``critic=mlp:attention`` compares the groups that differ only in the critic form (same algorithm and other
+    settings): P = 1 where attention dominates mlp; groups that also differ in another setting are not paired."""
+    for s in range(3):
+        for critic, ret in (("mlp", -20.0), ("attention", -10.0)):
+            fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [ret + s]}, critic=critic,
+                     share_params=False)
+        fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [-30.0 + s]}, critic="attention",
+                 share_params=True)
+    _, numbers, _ = build_report(tmp_path, pairs=["critic=attention:mlp"], reps=REPS)
+    (c,) = numbers["comparisons"]
+    assert (c["setting_a"], c["setting_b"]) == ("masac, critic=attention, share_params=False",
+                                                "masac, critic=mlp, share_params=False")
+    assert c["p"] == 1.0
+    with pytest.raises(SystemExit):
+        cli.main(["report", str(tmp_path), "--compare", "critic=mlp"])
