@@ -18,8 +18,16 @@ class Batch(NamedTuple):
 #: ``replay_dtype`` (:data:`pgm_marl.config.REPLAY_DTYPES`) -> the dtype observations are stored in
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-#: rows per allocated chunk of a :class:`ChunkedRows`
+#: rows per allocated chunk of a :class:`ChunkedRows`: at least this many, and as many as fit in
+#: :data:`CHUNK_BYTES` (few chunks for narrow rows: a sample gathers from each chunk it touches)
 CHUNK_ROWS = 1 << 14
+CHUNK_BYTES = 64 << 20
+
+
+def chunk_rows(width: int, dtype: torch.dtype, limit: int) -> int:
+    """Rows per chunk for rows of ``width`` x ``dtype``, at most ``limit`` (the most rows ever held)."""
+    row_bytes = max(width, 1) * torch.empty((), dtype=dtype).element_size()
+    return max(1, min(limit, max(CHUNK_ROWS, CHUNK_BYTES // row_bytes)))
 
 
 class ChunkedRows:
@@ -56,17 +64,16 @@ class ChunkedRows:
     def read(self, index: torch.Tensor) -> torch.Tensor:
         """Rows at ``index`` ``[len(index), width]``: float32 for floating storage, else the stored dtype."""
         dtype = torch.float32 if self.dtype.is_floating_point else self.dtype
-        out = torch.empty(len(index), self.width, dtype=dtype)
         if len(index) == 0:
-            return out
+            return torch.empty(0, self.width, dtype=dtype)
         chunk, offset, ids = self._split(index)
         if len(ids) == 1:
-            return self.chunks[ids[0]][offset].to(dtype)
-        for c in ids:
-            mask = chunk == c
-            if bool(mask.any()):
-                out[mask] = self.chunks[c][offset[mask]].to(dtype)
-        return out
+            return self.chunks[ids[0]].index_select(0, offset).to(dtype)
+        order = torch.argsort(chunk)  # rows grouped by chunk: one index_select per chunk, no masks
+        counts = torch.bincount(chunk - ids[0], minlength=len(ids)).tolist()
+        parts = [self.chunks[c].index_select(0, o) for c, o, k in
+                 zip(ids, torch.split(offset[order], counts), counts) if k]
+        return torch.empty(len(index), self.width, dtype=dtype).index_copy_(0, order, torch.cat(parts).to(dtype))
 
     def free_below(self, position: int) -> None:
         """Drop every chunk whose rows all lie below ``position`` (no longer referenced)."""
@@ -102,14 +109,14 @@ class ReplayBuffer:
         self.capacity, self.state_dim, self.n_agents = capacity, state_dim, n_agents
         self.storage_dtype = storage_dtype
         width = n_agents if action_width is None else action_width
-        rows = min(CHUNK_ROWS, capacity)
-        self.states = ChunkedRows(state_dim, storage_dtype, rows)
-        self.actions = ChunkedRows(width, action_dtype, rows)
-        self.reward = ChunkedRows(n_agents, torch.float32, rows)
-        self.terminated = ChunkedRows(1, torch.float32, rows)
-        self.next_slot = ChunkedRows(1, torch.int64, rows)  # >= 0: that slot's state; _TAIL; _PENDING
-        self.next_ref = ChunkedRows(1, torch.int64, rows)  # tail position (_TAIL) or pending row (_PENDING)
-        tail_rows = min(CHUNK_ROWS, max(capacity // 8, 1))
+        rows = lambda w, dtype: chunk_rows(w, dtype, capacity)  # noqa: E731
+        self.states = ChunkedRows(state_dim, storage_dtype, rows(state_dim, storage_dtype))
+        self.actions = ChunkedRows(width, action_dtype, rows(width, action_dtype))
+        self.reward = ChunkedRows(n_agents, torch.float32, rows(n_agents, torch.float32))
+        self.terminated = ChunkedRows(1, torch.float32, rows(1, torch.float32))
+        self.next_slot = ChunkedRows(1, torch.int64, rows(1, torch.int64))  # >= 0: that slot's state; _TAIL; _PENDING
+        self.next_ref = ChunkedRows(1, torch.int64, rows(1, torch.int64))  # tail position or pending row
+        tail_rows = chunk_rows(state_dim, storage_dtype, max(capacity // 8, 1))
         self.tail = ChunkedRows(state_dim, storage_dtype, tail_rows)
         self.tail_count = 0  # tail positions ever written
         self.tail_owner = ChunkedRows(1, torch.int64, tail_rows)  # add position of each tail row's transition

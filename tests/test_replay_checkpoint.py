@@ -92,10 +92,12 @@ def test_lean_replay_returns_what_a_full_buffer_holds(capacity, copies, steps, d
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_lean_replay_memory_grows_with_what_it_holds():
+def test_lean_replay_memory_grows_with_what_it_holds(monkeypatch):
     """Chunks are allocated as the buffer fills: a buffer of a million transitions holding a few thousand
     holds a few thousand rows, about one state per transition (not two)."""
     from pgm_marl import replay
+    monkeypatch.setattr(replay, "CHUNK_ROWS", 4096)  # chunks of 4096 rows (1.6 MB) instead of 64 MB
+    monkeypatch.setattr(replay, "CHUNK_BYTES", 1 << 20)
     buf = ReplayBuffer(1_000_000, 100, 2)
     assert buf.nbytes == 0
     for episode in range(20):  # 20 episodes x 25 steps x 100 copies = 50 000 transitions
@@ -104,10 +106,12 @@ def test_lean_replay_memory_grows_with_what_it_holds():
             ns = torch.randn(100, 100)
             buf.add(s, torch.zeros(100, 2, dtype=torch.long), torch.zeros(100, 2), ns, torch.zeros(100))
             s = ns
-    chunks = -(-50_000 // replay.CHUNK_ROWS)  # ceil
-    state_bytes = chunks * replay.CHUNK_ROWS * 100 * 4
-    assert len(buf.states.chunks) == chunks and buf.tail.nbytes <= replay.CHUNK_ROWS * 100 * 4
-    assert buf.nbytes < 1.5 * state_bytes  # a second copy of every state would be 2x
+    rows = buf.states.chunk_rows
+    assert rows == 4096
+    chunks = -(-50_000 // rows)  # ceil
+    state_bytes = chunks * rows * 100 * 4
+    assert len(buf.states.chunks) == chunks and buf.tail.nbytes <= buf.tail.chunk_rows * 100 * 4
+    assert state_bytes < 2 * 50_000 * 100 * 4 and buf.nbytes < 1.5 * state_bytes  # a second copy would be 2x
 
 
 def test_replay_loads_the_older_full_format():
