@@ -146,8 +146,10 @@ class AttentionCritics(_Form):
     Cost: when every ego sees its own joint action (the actor step of eq. 9), agent i's view of agent j's
     embedding differs per ego; for discrete actions that are one-hot (the others' actions are exact draws or
     buffer actions in every loss) each agent's embedding, key and value are computed once per action and
-    looked up, so the step grows with n^2 * B * |A| * H instead of n^2 * B * H^2; otherwise (boxes, relaxed
-    actions of the others) every (ego, agent) pair is embedded.
+    looked up: n B |A| rows through the H x H projections and n^2 B |A| H for the scores, instead of n^2 B rows
+    through the projections; otherwise (boxes, relaxed actions of the others) every (ego, agent) pair is embedded.
+    Measured costs against the other forms: docs/RESULTS.md, "Many agents" (slower than ``mlp`` below about 24
+    agents).
     """
 
     def __init__(self, obs_dims, action_spaces, hidden: int = 128, precision: str = "float32",
@@ -187,7 +189,7 @@ class AttentionCritics(_Form):
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
         """Tensors are laid out batch-major (``[twin, row, head, agent, ...]``) so that every attention product is
-        one batched matrix product without copies."""
+        one batched matrix product over (twin, row, head)."""
         n, hid, heads = self.n, self.hidden, self.heads
         batch = joint_actions.shape[1:-2]
         B = state.shape[0]
