@@ -23,13 +23,12 @@ FORMS = ("mlp", "attention", "mean-field", "local")
 
 def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) -> dict:
     """Time ``steps`` gradient steps of one configuration in this process."""
-    import resource
-
     import torch
 
     from pgm_marl.config import TrainConfig
     from pgm_marl.envs import VectorEnv
     from pgm_marl.learner import make_learner
+    from pgm_marl.session import peak_rss_mb
 
     torch.set_num_threads(threads)
     cfg = TrainConfig(task="cooperative_navigation", env_kwargs=f"N={n}", critic=form, share_params=share,
@@ -53,7 +52,7 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) ->
     params = sum(p.numel() for p in learner.critic.parameters())
     return {"n": n, "critic": form, "share_params": share, "threads": threads, "batch": batch,
             "ms": 1000 * times[len(times) // 2], "ms_all": [1000 * t for t in times],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "critic_params": params}
+            "peak_rss_mb": peak_rss_mb(), "critic_params": params}
 
 
 def growth(rows, form, share) -> float | None:
