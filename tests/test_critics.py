@@ -287,20 +287,60 @@ def test_every_critic_preset_trains_with_every_form(form, algo, box):
     """One gradient step of each preset with a critic, discrete and Box actions and a mixed team, with each form:
     finite losses that move the critic, through the unchanged losses (the exact estimator's extra batch dims,
     maddpg's buffer actions, learned temperatures)."""
-    from pgm_marl.envs import VectorEnv
-    from pgm_marl.learner import make_learner
     task = "predator_prey" if "=" in algo else "cooperative_navigation"
     cfg = TrainConfig(task=task, algo=algo, critic=form, hidden=16, batch_size=16, buffer_size=64,
                       env_kwargs="continuous_actions=True" if box else None, progress=False, tensorboard=False)
-    venv = VectorEnv(cfg.task, num_envs=4, seed=0, backend="torch", **cfg.env_options())
-    learner = make_learner(venv.spec, cfg)
-    obs = venv.reset()
-    for _ in range(5):
-        actions = learner.act(obs)
-        res = venv.step(actions)
-        learner.store(venv.state(obs), actions, res.reward, venv.state(res.next_obs), res.terminated)
-        obs = res.obs
+    learner = _filled_learner(cfg)
     before = [p.detach().clone() for p in learner.critic.parameters()]
     out = learner.learn()
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.critic.parameters()))
+
+
+def _filled_learner(cfg, steps=5):
+    """A learner of ``cfg`` whose buffer holds ``steps`` steps of 4 torch environments."""
+    from pgm_marl.envs import VectorEnv
+    from pgm_marl.learner import make_learner
+    venv = VectorEnv(cfg.task, num_envs=4, seed=0, backend="torch", **cfg.env_options())
+    learner = make_learner(venv.spec, cfg)
+    obs = venv.reset()
+    for _ in range(steps):
+        actions = learner.act(obs)
+        res = venv.step(actions)
+        learner.store(venv.state(obs), actions, res.reward, venv.state(res.next_obs), res.terminated)
+        obs = res.obs
+    return learner
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("algo", ["masac", "masac-exact", "masac-optimistic", "masac-inferred"])
+def test_the_actor_step_reads_the_critic_without_training_it(form, algo, monkeypatch):
+    """Eq. 9 differentiates Q_i with respect to the actions only: the actor loss's graph has no path to the
+    critic's weights (no wasted weight-gradient products), the gradient reaching the actors is the one computed
+    with trainable critic weights, and the critic loss still trains every critic weight."""
+    import contextlib
+
+    import pgm_marl.inference.actor as actor
+    cfg = TrainConfig(task="cooperative_navigation", algo=algo, critic=form, hidden=16, batch_size=16,
+                      buffer_size=64, progress=False, tensorboard=False)
+    learner = _filled_learner(cfg)
+    batch = learner.memory.sample()
+    critic, actors = list(learner.critic.parameters()), list(learner.actors.parameters())
+    trainable = [p for p in critic if p.requires_grad]  # (attention's query and key biases are not)
+
+    def losses():
+        torch.manual_seed(1)  # the same draws with and without the freeze
+        return learner.loss(batch)
+
+    out = losses()
+    assert [id(p) for p in critic if p.requires_grad] == [id(p) for p in trainable]  # restored afterwards
+    assert all(g is None for g in torch.autograd.grad(out["loss/actor"], trainable, allow_unused=True,
+                                                      retain_graph=True))
+    assert all(g is not None for g in torch.autograd.grad(out["loss/critic"], trainable, allow_unused=True))
+    frozen_grads = torch.autograd.grad(out["loss/actor"], actors)
+    monkeypatch.setattr(actor, "frozen", lambda module: contextlib.nullcontext())
+    out = losses()
+    assert any(g is not None for g in torch.autograd.grad(out["loss/actor"], trainable, allow_unused=True,
+                                                          retain_graph=True))  # (the check above can fail)
+    for a, b in zip(frozen_grads, torch.autograd.grad(out["loss/actor"], actors)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
