@@ -7,9 +7,14 @@ its group to its length); the plot shows the mean over seeds with a ± 1 std ban
 group, over seeds, the return at the last common evaluation and the mean of the last ``--last`` common
 evaluations (each as mean ± std over seeds).
 
+``--x`` picks the horizontal axis, one panel each (repeatable): ``episode`` (default), ``env_steps`` (the
+same for every seed at an evaluation) or ``wall_seconds`` (the run's training wall time at that evaluation,
+resumed runs included; a group's curve is drawn at the mean over its seeds, so read it on the machine state the
+runs were trained in).
+
 Usage:
     python benchmarks/plot_runs.py --group "MA-SAC=runs/cn_masac_s*" --group "MADDPG=runs/cn_maddpg_s*" \\
-        --team all --out docs/cn.png --baseline -25.76
+        --team all --out docs/cn.png --baseline -25.76 --x env_steps --x wall_seconds
 """
 import argparse
 import csv
@@ -27,8 +32,13 @@ import numpy as np  # noqa: E402
 from pgm_marl.metrics import return_columns  # noqa: E402
 
 
-def read_run(path: Path, team: str | None) -> tuple[str, dict[int, float]]:
-    """``(column, {episode: return})`` of one run's ``metrics.csv``; ``team=None`` picks the only team."""
+AXES = {"episode": "training episode", "env_steps": "environment steps",
+        "wall_seconds": "wall-clock seconds of training (mean over seeds)"}
+
+
+def read_run(path: Path, team: str | None) -> tuple[str, dict[int, tuple[float, float, float]]]:
+    """``(column, {episode: (return, env_steps, wall_seconds)})`` of one run's ``metrics.csv``; ``team=None``
+    picks the only team (a missing env_steps or wall_seconds column reads as NaN)."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         columns = return_columns(reader.fieldnames or [])
@@ -43,7 +53,8 @@ def read_run(path: Path, team: str | None) -> tuple[str, dict[int, float]]:
         data = {}
         for row in reader:
             try:
-                data[int(float(row["episode"]))] = float(row[column])
+                data[int(float(row["episode"]))] = (float(row[column]), float(row.get("env_steps") or "nan"),
+                                                    float(row.get("wall_seconds") or "nan"))
             except (TypeError, ValueError):  # a row being written right now
                 continue
     return column, data
@@ -79,9 +90,13 @@ def load_group(label: str, pattern: str, team: str | None, last: int) -> dict | 
     if common[-1] < longest:
         print(f"note: group {label!r} truncated to episode {common[-1]} (common to all {len(runs)} runs; "
               f"the longest reaches {longest})", file=sys.stderr)
-    values = np.array([[d[e] for e in common] for _, d in runs])  # [seeds, evaluations]
+    table = np.array([[d[e] for e in common] for _, d in runs])  # [seeds, evaluations, (return, steps, wall)]
+    values = table[..., 0]
     tail = values[:, -last:].mean(1)
+    x = {"episode": np.array(common, dtype=float), "env_steps": table[..., 1].mean(0),
+         "wall_seconds": table[..., 2].mean(0)}
     return {"label": label, "runs": [str(r) for r, _ in runs], "episodes": np.array(common), "values": values,
+            "x": x,
             "final": values[:, -1], "tail": tail, "tail_len": min(last, len(common))}
 
 
@@ -93,21 +108,25 @@ def mean_std(x) -> str:
 
 
 def plot(groups: list, out: Path, team: str | None, baseline: float | None, baseline_label: str,
-         title: str | None) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for g in groups:
-        mean, std = g["values"].mean(0), g["values"].std(0)
-        line, = ax.plot(g["episodes"], mean, label=f"{g['label']} ({len(g['runs'])} seeds)")
-        if len(g["runs"]) > 1:
-            ax.fill_between(g["episodes"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    if baseline is not None:
-        ax.axhline(baseline, color="gray", linestyle="--", linewidth=1, label=baseline_label)
-    ax.set_xlabel("training episode")
-    ax.set_ylabel(f"evaluation return{f' ({team})' if team else ''}, mean ± std over seeds")
+         title: str | None, axes: tuple[str, ...] = ("episode",)) -> None:
+    fig, panels = plt.subplots(1, len(axes), figsize=(7 * len(axes), 4.5), squeeze=False)
+    for ax, axis in zip(panels[0], axes):
+        for g in groups:
+            mean, std = g["values"].mean(0), g["values"].std(0)
+            x = g["x"][axis]
+            if np.isnan(x).any():
+                raise SystemExit(f"group {g['label']!r}: a run's metrics.csv has no {axis} column")
+            line, = ax.plot(x, mean, label=f"{g['label']} ({len(g['runs'])} seeds)")
+            if len(g["runs"]) > 1:
+                ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", linestyle="--", linewidth=1, label=baseline_label)
+        ax.set_xlabel(AXES[axis])
+        ax.set_ylabel(f"evaluation return{f' ({team})' if team else ''}, mean ± std over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend()
     if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -125,6 +144,8 @@ def main() -> None:
     p.add_argument("--baseline-label", default="uniform random policy")
     p.add_argument("--title", default=None)
     p.add_argument("--last", type=int, default=10, help="evaluations averaged in the 'last N' column")
+    p.add_argument("--x", action="append", choices=sorted(AXES), default=None,
+                   help="horizontal axis, one panel each (repeatable; default: episode)")
     args = p.parse_args()
     groups = []
     for spec in args.group:
@@ -137,13 +158,14 @@ def main() -> None:
     if not groups:
         raise SystemExit("no runs found")
     if args.out:
-        plot(groups, Path(args.out), args.team, args.baseline, args.baseline_label, args.title)
+        plot(groups, Path(args.out), args.team, args.baseline, args.baseline_label, args.title,
+             tuple(args.x or ["episode"]))
         print(f"wrote {args.out}\n")
-    print(f"| group | seeds | episode | final return | mean of last {args.last} evaluations |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| group | seeds | episode | final return | mean of last {args.last} evaluations | wall s (mean) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for g in groups:
         print(f"| {g['label']} | {len(g['runs'])} | {int(g['episodes'][-1])} | {mean_std(g['final'])} "
-              f"| {mean_std(g['tail'])} |")
+              f"| {mean_std(g['tail'])} | {g['x']['wall_seconds'][-1]:.0f} |")
     print(f"\nmean ± std over seeds of the deterministic-policy evaluation return"
           f"{f' of team {args.team}' if args.team else ''}; runs aligned on the episodes common to a group")
     if args.baseline is not None:
