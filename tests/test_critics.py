@@ -126,6 +126,60 @@ def test_attention_paths_agree_and_agent_i_does_not_attend_to_itself(monkeypatch
     assert not torch.allclose(critic(state, joint)[0], three_before)  # with two others the keys matter
 
 
+def _attention_reference(critic, state, joint):
+    """Iqbal & Sha's attention critic written out agent by agent and head by head (loops, no batching tricks):
+    ``joint [n, *batch, B, S]``, ego i reading ``joint[i]``; returns both twins ``[2, n, *batch, B]``."""
+    n, hid, heads = critic.n, critic.hidden, critic.heads
+    d = hid // heads
+    obs = critic.inputs.obs(state)  # [n, B, d_obs]
+    w_enc, b_enc = critic.encoder.params()
+    out = torch.zeros(2, n, *joint.shape[1:-1])
+    for t in range(2):
+        wq, wk = critic.query.weight[t], critic.key.weight[t]
+        wv, bv = critic.value.weight[t], critic.value.bias[t, 0]
+        for i in range(n):
+            slots = critic.inputs.slots(joint[i : i + 1])[0]  # [*batch, B, n, size]: ego i's view of each a_j
+            e = [nn.functional.leaky_relu(torch.cat([obs[j].expand(*slots.shape[:-2], -1), slots[..., j, :]], -1)
+                                          @ w_enc[t * n + j] + b_enc[t * n + j, 0]) for j in range(n)]
+            others = [j for j in range(n) if j != i]
+            query = e[i] @ wq
+            summary = []
+            for h in range(heads):
+                cols = slice(h * d, (h + 1) * d)
+                logits = torch.stack([(query[..., cols] * (e[j] @ wk)[..., cols]).sum(-1) / d ** 0.5
+                                      for j in others], -1)
+                values = torch.stack([nn.functional.leaky_relu(e[j] @ wv + bv)[..., cols] for j in others], -2)
+                summary.append((logits.softmax(-1).unsqueeze(-1) * values).sum(-2))
+            x = torch.cat([e[i], *summary], -1)
+            head = critic.head.agent_module(t * n + i)
+            out[t, i] = head(x).squeeze(-1)
+    return out
+
+
+@pytest.mark.parametrize("path", ["shared", "lookup", "pairs"])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_attention_equals_the_agent_by_agent_formula(path, batch, monkeypatch):
+    """Each of the three code paths (and the exact estimator's extra batch dimension) computes the attention
+    critic as written in its docstring, checked against loops over agents and heads: a wrong head split, key or
+    value, a missing scale or a mixed-up ego/agent index fails."""
+    n, B, actions = 4, 5, 3
+    torch.manual_seed(3)
+    critic = AttentionCritics((4, 4, 3, 4), [3] * n, hidden=16)
+    state = torch.randn(B, 15)
+    if path == "pairs":
+        monkeypatch.setattr(AttentionCritics, "_one_hot_others", lambda self, slots: False)
+    if path == "shared":
+        joint = one_hot_joint(n, B, seed=4)[1].expand(*batch, B, n * actions)
+        joint = joint.expand(n, *joint.shape)
+    else:
+        joint = torch.stack([one_hot_joint(n, B * max(1, len(batch) and batch[0]), seed=5 + i)[1]
+                             for i in range(n)]).reshape(n, *batch, B, n * actions)
+        joint[0, ..., :actions] = torch.rand(*batch, B, actions).softmax(-1)  # ego 0's own action relaxed
+    q1, q2 = critic(state, joint)
+    ref = _attention_reference(critic, state, joint)
+    torch.testing.assert_close(torch.stack([q1, q2]), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_mean_field_reads_the_others_only_through_their_mean():
     """Q_i is unchanged when two other agents exchange their actions (same mean) and changes when the mean
     changes; o_j of another agent never matters. With two teams, each team's mean is its own input."""
