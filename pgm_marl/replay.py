@@ -75,6 +75,18 @@ class ChunkedRows:
                  zip(ids, torch.split(offset[order], counts), counts) if k]
         return torch.empty(len(index), self.width, dtype=dtype).index_copy_(0, order, torch.cat(parts).to(dtype))
 
+    def load(self, chunks: Dict[int, torch.Tensor], limit: int) -> None:
+        """Restore saved ``chunks``. Chunks saved with another row count (a checkpoint written before the chunk
+        sizes changed, f2b073a) are rewritten into this one's, position for position, up to ``limit`` (the
+        positions that can hold data: the capacity for slot rows, the tail rows written for the tail)."""
+        self.chunks = {}
+        if all(t.shape[0] == self.chunk_rows for t in chunks.values()):
+            self.chunks = {int(c): t.to(self.dtype) for c, t in chunks.items()}
+            return
+        for c, t in sorted((int(c), t) for c, t in chunks.items()):
+            positions = torch.arange(c * t.shape[0], min((c + 1) * t.shape[0], limit))
+            self.write(positions, t[: len(positions)])
+
     def free_below(self, position: int) -> None:
         """Drop every chunk whose rows all lie below ``position`` (no longer referenced)."""
         for c in [c for c in self.chunks if (c + 1) * self.chunk_rows <= position]:
@@ -230,11 +242,11 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer shape mismatch: saved capacity {state['capacity']}, row widths "
                              f"{list(state['widths'])}; this buffer has capacity {self.capacity}, row widths {widths} "
                              f"(state_dim {self.state_dim}, n_agents {self.n_agents})")
+        tail_count = int(state["tail_count"])
         for r in self._ROWS:
-            rows = getattr(self, r)
-            rows.chunks = {int(c): t.to(rows.dtype) for c, t in state["chunks"][r].items()}
+            getattr(self, r).load(state["chunks"][r], tail_count if r in ("tail", "tail_owner") else self.capacity)
         self.cursor, self.size, self.added = int(state["cursor"]), int(state["size"]), int(state["added"])
-        self.tail_count = int(state["tail_count"])
+        self.tail_count = tail_count
         self.pending, self.pending_slots = state["pending"], state["pending_slots"]
 
     def _from_full_format(self, state: Dict[str, object]) -> Dict[str, object]:

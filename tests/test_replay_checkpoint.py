@@ -114,6 +114,31 @@ def test_lean_replay_memory_grows_with_what_it_holds(monkeypatch):
     assert state_bytes < 2 * 50_000 * 100 * 4 and buf.nbytes < 1.5 * state_bytes  # a second copy would be 2x
 
 
+def test_replay_loads_chunks_of_another_size():
+    """A checkpoint whose chunks hold another number of rows (written before the chunk sizes changed) resumes:
+    the restored buffer samples what the saved one samples, and both go on equal through more adds, wrap-around
+    and freed tail chunks. (Taking the saved chunks as they are failed with an IndexError on resume.)"""
+    g = torch.Generator().manual_seed(2)
+    saved, restored = ReplayBuffer(40, 3, 2), ReplayBuffer(40, 3, 2)
+    for r in saved._ROWS:  # the old layout: 7 rows per chunk, against this buffer's one chunk of 40
+        getattr(saved, r).chunk_rows = 7
+
+    def add(bufs, steps):
+        for t in range(steps):
+            s, ns = torch.randn(3, 3, generator=g), torch.randn(3, 3, generator=g)
+            a, rew, done = torch.randint(5, (3, 2), generator=g), torch.randn(3, 2, generator=g), torch.zeros(3)
+            for buf in bufs:
+                buf.add(s, a, rew, ns, done)
+
+    add([saved], 9)
+    restored.load_state_dict(saved.state_dict())
+    assert set(restored.states.chunks) == {0} and restored.states.chunk_rows != 7
+    for k in range(3):  # after loading, and after adds that wrap around
+        a, b = (buf.sample(64, torch.Generator().manual_seed(k)) for buf in (saved, restored))
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        add([saved, restored], 11)
+
+
 def test_replay_loads_the_older_full_format():
     """A checkpoint written before observations were stored once (state and next_state in full) still
     resumes: every sampled transition is what the old buffer held."""
