@@ -23,6 +23,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,12 +102,28 @@ def read_run(run_dir: Path) -> Optional[Run]:
                {t: np.array([r[column] for r in rows]) for t, column in teams.items()}, done)
 
 
+def _metrics_files(sweep_dir: Path) -> List[Path]:
+    """``metrics.csv`` files below ``sweep_dir``, following symbolic links (a comparison folder may link runs of
+    several sweeps), each real folder once."""
+    seen, out = set(), []
+    for root, dirs, files in os.walk(sweep_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or a second link to the same folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if "metrics.csv" in files:
+            out.append(Path(root) / "metrics.csv")
+    return sorted(out)
+
+
 def find_runs(sweep_dir: Path) -> List[Run]:
-    """Every run below ``sweep_dir`` (folders with config.json and metrics.csv), sorted by path."""
+    """Every run below ``sweep_dir`` (folders with config.json and metrics.csv; symbolic links are followed),
+    sorted by path."""
     if not sweep_dir.is_dir():
         raise MissingFileError(f"no sweep folder at {sweep_dir}; accepted: a folder holding run folders")
     runs = []
-    for path in sorted(sweep_dir.rglob("metrics.csv")):
+    for path in _metrics_files(sweep_dir):
         if not (path.parent / "config.json").exists():
             continue
         try:

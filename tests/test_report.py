@@ -237,3 +237,22 @@ def test_compare_two_values_of_another_setting(tmp_path):
     assert c["p"] == 1.0
     with pytest.raises(SystemExit):
         cli.main(["report", str(tmp_path), "--compare", "critic=mlp"])
+
+
+def test_a_comparison_folder_of_links_reports_runs_of_several_sweeps(tmp_path):
+    """Runs of two sweeps linked into one folder are found through the links (each folder once, a link back
+    up the tree does not loop), so ``--compare critic=...`` can pair runs trained in different sweeps."""
+    for s in range(2):
+        fake_run(tmp_path / "sweep_a", "cooperative_navigation", "masac", s, {"all": [-20.0 + s]}, critic="mlp")
+        fake_run(tmp_path / "sweep_b", "cooperative_navigation", "masac", s, {"all": [-10.0 + s]},
+                 critic="attention")
+    both = tmp_path / "both"
+    both.mkdir()
+    for run in sorted((tmp_path / "sweep_a").iterdir()) + sorted((tmp_path / "sweep_b").iterdir()):
+        (both / run.name).symlink_to(run, target_is_directory=True)
+    (both / "again").symlink_to(tmp_path / "sweep_a", target_is_directory=True)  # the same runs a second time
+    (both / "loop").symlink_to(both, target_is_directory=True)
+    assert len(find_runs(both)) == 4
+    _, numbers, _ = build_report(both, pairs=["critic=attention:mlp"], reps=REPS)
+    (c,) = numbers["comparisons"]
+    assert c["p"] == 1.0
