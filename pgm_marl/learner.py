@@ -177,13 +177,16 @@ class Learner:
         return self.memory.generators()
 
     def learn(self) -> dict[str, float]:
-        """One gradient step on a batch sampled from the replay buffer."""
-        return self.update(self.memory.sample())
+        """One gradient step on a batch sampled from the replay buffer (and, where the others' models are fitted
+        on the newest transitions, a batch of those)."""
+        latest = self.others is not None and self.others.opponent_data == "latest"
+        return self.update(self.memory.sample(), self.memory.latest() if latest else None)
 
-    def update(self, batch) -> dict[str, float]:
-        """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets."""
+    def update(self, batch, opponent_batch=None) -> dict[str, float]:
+        """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets;
+        rho (``others="inferred"``) on ``opponent_batch`` if given, else on ``batch``."""
         with pyro.validation_enabled(False):  # support checks of every site, every step: the tests keep them on
-            losses = self.loss(batch)
+            losses = self.loss(batch, opponent_batch)
         for name, opt in self.optimizers.items():
             if name in losses:
                 opt.zero_grad(set_to_none=True)

@@ -220,6 +220,15 @@ class ReplayBuffer:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = torch.randint(self.size, (batch_size,), generator=generator)
+        return self._batch(idx)
+
+    def latest(self, count: int) -> Batch:
+        """The newest ``min(count, len(self))`` transitions, newest first (no random numbers drawn)."""
+        if self.size == 0:
+            raise ValueError("cannot read from an empty replay buffer")
+        return self._batch((self.cursor - 1 - torch.arange(min(count, self.size))) % self.capacity)
+
+    def _batch(self, idx: torch.Tensor) -> Batch:
         return Batch(self.states.read(idx), self.actions.read(idx), self.reward.read(idx),
                      self.next_states(idx), self.terminated.read(idx)[:, 0])
 
@@ -314,6 +323,10 @@ class ReplayMemory:
 
     def sample(self) -> Batch:
         return self.buffer.sample(self.cfg.batch_size, self.generator)
+
+    def latest(self) -> Batch:
+        """The newest ``cfg.batch_size`` transitions (what rho is fitted on with ``opponent_data="latest"``)."""
+        return self.buffer.latest(self.cfg.batch_size)
 
     def generators(self) -> Dict[str, torch.Generator]:
         return {"replay": self.generator}

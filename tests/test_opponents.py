@@ -186,6 +186,45 @@ def test_bad_settings_are_refused_in_one_line():
     Learner(spec, _cfg("predator_prey", "x"), algorithms=[given, MASAC, MASAC, MASAC])  # masac's pi_j: a density
     with pytest.raises(UserError, match="unknown algorithm 'masac-infered'; accepted: .*masac-inferred"):
         Learner(spec, _cfg("predator_prey", "masac-infered"))
+    with pytest.raises(ValueError, match="opponent_data='recent' is not valid; accepted: latest, uniform"):
+        Algorithm("x", others="inferred", opponent_data="recent")
+    uniform = dataclasses.replace(PRESETS["masac-inferred"], opponent_data="uniform")
+    with pytest.raises(UserError, match="fit rho on the same data; got opponent_data latest, uniform"):
+        Learner(spec, _cfg("predator_prey", "x"), algorithms=[uniform, PRESETS["masac-inferred"], MASAC, MASAC])
+
+
+@pytest.mark.parametrize("data", ["latest", "uniform"])
+def test_rho_is_fitted_on_the_newest_transitions_or_on_the_critics_batch(data, monkeypatch):
+    """``opponent_data="latest"`` (the preset, Lowe et al.'s latest samples): a gradient step fits rho on the
+    buffer's newest ``batch_size`` transitions and the other losses on the uniform batch; ``"uniform"``: rho on
+    the critic's batch. The newest transitions are read without drawing random numbers, so the critic's batch is
+    the same either way."""
+    spec = make_env("cooperative_navigation")[1]
+    algorithm = dataclasses.replace(PRESETS["masac-inferred"], opponent_data=data)
+    learner = Learner(spec, _cfg("cooperative_navigation", "x"), algorithms=[algorithm] * 3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):  # 5 x 20 transitions into a buffer of 100: full, the newest at slots 80-99
+        b = _batch(spec, learner.spaces, size=20, seed=int(torch.randint(1000, (), generator=g)))
+        learner.memory.add(b.state, b.actions, b.reward, b.next_state, b.terminated)
+    seen = {}
+    real = learner.others.opponent_loss
+
+    def spy(actors, batch):
+        seen["rho"] = batch
+        return real(actors, batch)
+
+    def update(batch, opponent_batch=None):
+        seen["critic"] = batch
+        return Learner.update(learner, batch, opponent_batch)
+
+    monkeypatch.setattr(learner.others, "opponent_loss", spy)
+    monkeypatch.setattr(learner, "update", update)
+    state = learner.memory.generator.get_state()
+    learner.learn()
+    want = learner.memory.buffer.latest(32) if data == "latest" else seen["critic"]
+    assert all(torch.equal(x, y) for x, y in zip(seen["rho"], want))
+    learner.memory.generator.set_state(state)
+    assert torch.equal(learner.memory.sample().state, seen["critic"].state)  # latest() drew nothing
 
 
 @pytest.mark.parametrize("task,algo,env_kwargs", [

@@ -114,6 +114,22 @@ def test_lean_replay_memory_grows_with_what_it_holds(monkeypatch):
     assert state_bytes < 2 * 50_000 * 100 * 4 and buf.nbytes < 1.5 * state_bytes  # a second copy would be 2x
 
 
+def test_latest_are_the_newest_transitions_newest_first():
+    """``latest(k)``: the k transitions added last, newest first, through wrap-around; all of them when fewer are
+    held. (Reading the oldest, or slot order instead of add order after wrap-around, fails.)"""
+    buf, added = ReplayBuffer(10, 2, 1), []
+    for step in range(7):  # 7 x 3 = 21 transitions into 10 slots
+        s = torch.arange(3 * step, 3 * step + 3, dtype=torch.float32).unsqueeze(-1).expand(3, 2)
+        buf.add(s, torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 1), s + 100, torch.zeros(3))
+        added += list(range(3 * step, 3 * step + 3))
+        for k in (1, 4, 10, 12):
+            want = torch.tensor(added[::-1][: min(k, len(buf))], dtype=torch.float32)
+            got = buf.latest(k)
+            assert torch.equal(got.state[:, 0], want) and torch.equal(got.next_state[:, 0], want + 100)
+    with pytest.raises(ValueError, match="empty"):
+        ReplayBuffer(3, 2, 1).latest(1)
+
+
 def test_replay_loads_chunks_of_another_size():
     """A checkpoint whose chunks hold another number of rows (written before the chunk sizes changed) resumes:
     the restored buffer samples what the saved one samples, and both go on equal through more adds, wrap-around

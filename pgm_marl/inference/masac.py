@@ -120,7 +120,9 @@ class MASACLoss(nn.Module):
                                    enumerate(zip(self.spaces, self.learned.tolist()))])
         return (self.learned * self.log_alpha.exp() * (entropy - self.target_entropy)).sum()
 
-    def forward(self, batch) -> dict[str, torch.Tensor]:
+    def forward(self, batch, opponent_batch=None) -> dict[str, torch.Tensor]:
+        """All losses on ``batch``; rho's maximum likelihood on ``opponent_batch`` where the learner draws one (the
+        buffer's newest transitions, ``Algorithm.opponent_data``), else on ``batch``."""
         terms = self.actor_terms(batch)
         out = {"loss/actor": -terms["alpha_elbo"].sum(), "loss/critic": self.critic_loss(batch),
                "actor/expected_q": terms["expected_q"].detach(),
@@ -131,6 +133,7 @@ class MASACLoss(nn.Module):
             if "alpha_kl_others" in terms:
                 out["actor/alpha_kl_others"] = terms["alpha_kl_others"].detach()
             if self.others.opponents is not None:
-                out["loss/opponents"], out["opponents/nll"], kl = self.others.opponent_loss(self.actors, batch)
+                out["loss/opponents"], out["opponents/nll"], kl = self.others.opponent_loss(
+                    self.actors, batch if opponent_batch is None else opponent_batch)
                 out.update(kl)
         return out

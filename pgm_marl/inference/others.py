@@ -10,7 +10,9 @@ the place of pi_j (:mod:`pgm_marl.models.opponents`); everything that read pi_j 
 * rho_i^j itself: maximum likelihood of the buffer's a_j with an entropy bonus of weight lambda
   (``opponent_entropy``), :meth:`OthersModels.opponent_loss`:
   :math:`\mathcal L(\phi_i^j) = -\mathbb E_{(o_j, a_j) \sim \mathcal D}[\log \rho_i^j(a_j \mid o_j)
-  + \lambda H(\rho_i^j(\cdot \mid o_j))]`.
+  + \lambda H(\rho_i^j(\cdot \mid o_j))]`, with D the buffer's newest transitions (``opponent_data="latest"``,
+  Lowe et al.'s latest samples: rho follows the others' current policies) or the critic's uniform batch
+  (``"uniform"``: rho fits the mixture of the past policies the buffer holds).
 
 KL(pi_j || rho_i^j) on the batch is logged as a diagnostic (:meth:`OthersModels.diagnostics`); no loss reads it.
 
@@ -53,6 +55,10 @@ __all__ = ["OthersModels", "check_others"]
 def check_others(agents, spaces, algorithms) -> None:
     """An optimistic agent whose prior over agent j is pi_j itself (``others="given"``) needs pi_j's density: j
     must act by the factorized guide (an optimistic agent's behaviour is a mixture) with a stochastic policy."""
+    data = {alg.opponent_data for alg in algorithms if alg.others == "inferred"}
+    if len(data) > 1:
+        raise UserError(f"agents that infer the others fit rho on the same data; got opponent_data "
+                        f"{', '.join(sorted(data))}; accepted: one of latest, uniform for all of them")
     for e, (agent, alg) in enumerate(zip(agents, algorithms)):
         if alg.guide != "optimistic" or alg.others != "given":
             continue
@@ -93,6 +99,8 @@ class OthersModels(nn.Module):
             for p in (target.parameters() if target is not None else []):
                 p.requires_grad_(False)
         self.register_buffer("entropy_weight", torch.tensor([float(a.opponent_entropy) for a in algorithms]))
+        #: the data rho is fitted on (one choice for all inferring agents, :func:`check_others`); None: no rho
+        self.opponent_data = algorithms[inferring[0]].opponent_data if inferring else None
         self.pair_index = {pair: k for k, pair in enumerate(opponents.pairs)} if opponents is not None else {}
         self.imagining = list(imagined.egos) if imagined is not None else []
 

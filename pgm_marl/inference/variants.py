@@ -11,8 +11,9 @@ preset                    temperature  resample    estimator  critic   what chan
 ``masac-exact``           paper alpha  all         exact      yes      E over a_i summed exactly, not sampled
 ``reinforce-elbo``        paper alpha  all         score      no       eq. 5 over whole episodes, score function
 ``masac-inferred``        paper alpha  all         reparam    yes      ``others="inferred"``: rho_i^j(a_j | o_j),
-                                                                       fitted to the buffer, stands in for pi_j in
-                                                                       agent i's model (Lowe et al. 2017, 4.2)
+                                                                       fitted to the buffer's newest transitions,
+                                                                       stands in for pi_j in agent i's model
+                                                                       (Lowe et al. 2017, 4.2)
 ``masac-optimistic``      paper alpha  all         reparam    yes      ``guide="optimistic"``: q_i(a_{-i} | o_i)
                                                                        pi_i(a_i | o_i, a_{-i}) instead of eq. 4,
                                                                        prior rho_i (ROMMEO, Tian et al. 2019)
@@ -78,6 +79,11 @@ class Algorithm:
             entropy bonus, Lowe et al. 2017, section 4.2; :mod:`pgm_marl.models.opponents`).
         opponent_entropy: the weight lambda of that entropy bonus, ``-E_D[log rho_i^j(a_j | o_j) + lambda
             H(rho_i^j(. | o_j))]`` (``others="inferred"`` only; a number >= 0).
+        opponent_data: the transitions rho_i^j is fitted on at each gradient step: ``"latest"`` (the newest
+            ``batch_size`` transitions of the buffer, as Lowe et al. 2017, section 4.2, take the latest samples
+            of each agent: rho follows the others' current policies) or ``"uniform"`` (the critic's uniform
+            batch: rho fits the mixture of every policy the buffer still holds, measurably blurrier than the
+            current pi_j, docs/RESULTS.md). All inferring agents of a run fit on the same data.
         guide: the variational family over one step's actions: ``"factorized"`` (eq. 4: every a_j ~ pi_j) or
             ``"optimistic"`` (agent i imagines the others' actions with its own q_i(a_{-i} | o_i) and acts on them,
             pi_i(a_i | o_i, a_{-i}); the model keeps its prior over a_{-i}, whose KL to q_i enters the ELBO;
@@ -96,6 +102,7 @@ class Algorithm:
     exploration_noise: float = 0.1
     others: str = "given"
     opponent_entropy: float = 1e-3
+    opponent_data: str = "latest"
     guide: str = "factorized"
 
     def __post_init__(self):
@@ -104,6 +111,7 @@ class Algorithm:
             "estimator": (self.estimator, ("reparam", "score", "exact")),
             "box_policy": (self.box_policy, ("squashed_gaussian", "deterministic")),
             "others": (self.others, ("given", "inferred")),
+            "opponent_data": (self.opponent_data, ("latest", "uniform")),
             "guide": (self.guide, ("factorized", "optimistic")),
         }
         for field, (value, accepted) in checks.items():
