@@ -1,8 +1,9 @@
-"""KL(pi_j || rho_i^j) of trained ``masac-inferred`` runs: how well each agent's model of the others matches their
-policies at the end of training (the diagnostic of issue 16 item 1, which a sweep without TensorBoard does not
-keep). For each run folder: load its checkpoint (learner and replay buffer), draw ``--batch`` transitions from
-its buffer with a fixed seed, and print the mean over agent i's opponents of KL(pi_j || rho_i^j) at those
-states, per agent i. Nothing is trained.
+"""How well each agent's model of the others, rho_i^j, matches their policies pi_j at the end of a
+``masac-inferred`` / ``masac-optimistic`` run (issue 16 item 1's diagnostic, which a sweep without TensorBoard does
+not keep). For each run folder: load its checkpoint (learner and replay buffer) and, at the states of ``--batch``
+transitions drawn uniformly from its buffer and at the buffer's newest ``--batch`` transitions, print for each
+pair (i, j): KL(pi_j || rho_i^j), the entropies H(pi_j) and H(rho_i^j), and the mean negative log-likelihood of
+the stored a_j under rho_i^j and under the current pi_j (discrete actions: exact sums). Nothing is trained.
 
 Usage: python benchmarks/opponent_kl.py benchmarks/results/others/cooperative_communication__masac-inferred__seed*
 """
@@ -17,7 +18,31 @@ from pgm_marl.envs import make_env
 from pgm_marl.learner import make_learner
 
 
-def opponent_kl(run_dir: Path, batch: int) -> dict[str, float]:
+def pair_table(learner, batch) -> list[dict]:
+    """Per (ego i, other j): KL(pi_j || rho_i^j), H(pi_j), H(rho_i^j) and the NLL of the batch's a_j under each."""
+    others, spaces = learner.others, learner.spaces
+    obs = learner.actors.observations(batch.state)
+    actions = spaces.encode(batch.actions)
+    rows = []
+    with torch.no_grad():
+        pi, rho = learner.actors(obs), others.opponents(obs)
+        for (e, j), k in others.pair_index.items():
+            if not spaces[j].enumerable:
+                raise SystemExit("opponent_kl.py sums over actions: discrete actions only")
+            sites = (spaces[j].policy_site(spaces.own(pi, j), "reparam", 1.0),
+                     others.model[j].policy_site(rho[k, ..., : others.model.param_dims[j]], "reparam", 1.0))
+            grid = spaces[j].enumerate().to(pi.dtype)[:, None, :]  # [A, 1, size]
+            log_pi, log_rho = (site.log_prob(grid) for site in sites)  # [A, B]
+            rows.append({"ego": learner.spec.agents[e], "other": learner.spec.agents[j],
+                         "kl": float((log_pi.exp() * (log_pi - log_rho)).sum(0).mean()),
+                         "h_pi": float(-(log_pi.exp() * log_pi).sum(0).mean()),
+                         "h_rho": float(-(log_rho.exp() * log_rho).sum(0).mean()),
+                         "nll_pi": float(-sites[0].log_prob(actions[j]).mean()),
+                         "nll_rho": float(-sites[1].log_prob(actions[j]).mean())})
+    return rows
+
+
+def load(run_dir: Path):
     cfg = TrainConfig.load(run_dir / "config.json")
     _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
     learner = make_learner(spec, cfg)
@@ -27,20 +52,25 @@ def opponent_kl(run_dir: Path, batch: int) -> dict[str, float]:
     ckpt = load_checkpoint(path, required=("learner", "buffer"))
     restore(path, "learner", learner.load_state_dict, ckpt["learner"])
     restore(path, "buffer", learner.memory.load_state_dict, ckpt["buffer"])
-    sample = learner.memory.buffer.sample(batch, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        out = learner.loss(sample)
-    return {k.rsplit("/", 1)[-1]: float(v) for k, v in out.items() if k.startswith("opponents/kl/")}
+    return learner
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="run folders of masac-inferred runs (with checkpoint.pt)")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders of runs that infer the others (checkpoint.pt)")
     p.add_argument("--batch", type=int, default=4096, help="transitions drawn from each run's buffer")
     args = p.parse_args()
+    print("| run | states | i -> j | KL(pi_j || rho_i^j) | H(pi_j) | H(rho_i^j) | NLL of a_j: pi_j | rho_i^j |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for run in args.runs:
-        kl = opponent_kl(run, args.batch)
-        print(f"{run}: " + ", ".join(f"{agent} {value:.4f}" for agent, value in kl.items()))
+        learner = load(run)
+        buffer = learner.memory.buffer
+        batches = {"uniform": buffer.sample(args.batch, torch.Generator().manual_seed(0)),
+                   "newest": buffer.latest(args.batch)}
+        for where, batch in batches.items():
+            for r in pair_table(learner, batch):
+                print(f"| {run.name} | {where} | {r['ego']} -> {r['other']} | {r['kl']:.3f} | {r['h_pi']:.3f} "
+                      f"| {r['h_rho']:.3f} | {r['nll_pi']:.3f} | {r['nll_rho']:.3f} |")
 
 
 if __name__ == "__main__":
