@@ -179,8 +179,9 @@ class Learner:
     def learn(self) -> dict[str, float]:
         """One gradient step on a batch sampled from the replay buffer (and, where the others' models are fitted
         on the newest transitions, a batch of those)."""
-        latest = self.others is not None and self.others.opponent_data == "latest"
-        return self.update(self.memory.sample(), self.memory.latest() if latest else None)
+        if self.others is not None and self.others.opponent_data == "latest":
+            return self.update(self.memory.sample(), self.memory.latest())
+        return self.update(self.memory.sample())
 
     def update(self, batch, opponent_batch=None) -> dict[str, float]:
         """One gradient step for every agent (Algorithm 1): actor, critic, temperature, then Polyak targets;
