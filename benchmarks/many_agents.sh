@@ -35,7 +35,8 @@ for stage in $STAGES; do
     n3) grid "$OUT/n3" --task cooperative_navigation "${FORMS[@]}" ;;
     n12) grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --no-share-params
          grid "$OUT/n12/share" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --share-params
-         grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 --critic mlp --no-share-params ;;
+         grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 --critic mlp --name-by critic \
+           --no-share-params ;;
     pp) for share in noshare share; do  # (a folder per setting: run names hold only the grid's axes)
           grid "$OUT/pp/$share" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
             "${FORMS[@]}" "--$([ $share = share ] || echo no-)share-params"

@@ -50,6 +50,8 @@ from .runfolder import code_version
 NOT_FLAGS = ("out", "progress")
 #: axes that always name a run (in this order; ``seed`` goes last), whether they vary or not
 NAMED_AXES = ("task", "algo")
+#: the sweep command's own arguments (everything else it parses is a grid flag)
+SWEEP_KEYS = ("command", "sweep_dir", "address", "num_cpus", "max_parallel", "dry_run", "progress", "name_by")
 #: outputs of ``train`` that a run killed before its first checkpoint leaves behind
 PARTIAL_OUTPUTS = ("config.json", "metrics.csv", "metrics.csv.tmp", "learning_curve.png", "timing.json")
 
@@ -83,10 +85,16 @@ def sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", text)
 
 
-def axis_order(values: Dict[str, List[Any]]) -> List[str]:
-    """Fields that name a run: task, algo, every other field with several values (field order), seed."""
+def axis_order(values: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> List[str]:
+    """Fields that name a run: task, algo, every other field with several values or in ``name_by`` (field
+    order), seed."""
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    varying = [f for f in fields if f not in NAMED_AXES + ("seed",) and len(values.get(f, [])) > 1]
+    nameable = [f for f in fields if f not in NAMED_AXES + ("seed",) + NOT_FLAGS]
+    for name in name_by:
+        if name not in nameable:
+            raise ConfigError(f"--name-by {name!r} is not a field that can name a run; accepted: "
+                              f"{', '.join(nameable)} (task, algo and seed always do)")
+    varying = [f for f in nameable if len(values.get(f, [])) > 1 or f in name_by]
     return list(NAMED_AXES) + varying + ["seed"]
 
 
@@ -99,16 +107,18 @@ def run_name(point: Dict[str, Any], axes: Sequence[str]) -> str:
     return "__".join(parts)
 
 
-def expand_grid(given: Dict[str, List[Any]]) -> List[Tuple[str, Dict[str, Any]]]:
+def expand_grid(given: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> List[Tuple[str, Dict[str, Any]]]:
     """``[(name, {field: value})]`` for the product of the flags' values, in axis order.
 
     ``given`` maps each field given on the command line to its values; task, algo and seed default to
-    TrainConfig's. Raises a one-line ConfigError when two grid points would share a folder name.
+    TrainConfig's. ``name_by``: fields that name the runs even with one value (so that a one-value sweep's
+    runs sit beside another sweep's under the same names). Raises a one-line ConfigError when two grid points
+    would share a folder name.
     """
     values = grid_values(given)
-    for name in NAMED_AXES + ("seed",):
-        values.setdefault(name, [getattr(TrainConfig, name)])
-    axes = axis_order(values)
+    for name in NAMED_AXES + ("seed",) + tuple(name_by):
+        values.setdefault(name, [getattr(TrainConfig, name)] if name in TrainConfig.__dataclass_fields__ else [])
+    axes = axis_order(values, name_by)
     fixed = {k: v[0] for k, v in values.items() if k not in axes}
     points, seen = [], {}
     for combo in itertools.product(*(values[a] for a in axes)):
@@ -122,10 +132,11 @@ def expand_grid(given: Dict[str, List[Any]]) -> List[Tuple[str, Dict[str, Any]]]
     return points
 
 
-def make_configs(given: Dict[str, List[Any]], sweep_dir: Path) -> List[Tuple[str, TrainConfig]]:
+def make_configs(given: Dict[str, List[Any]], sweep_dir: Path,
+                 name_by: Sequence[str] = ()) -> List[Tuple[str, TrainConfig]]:
     """One validated TrainConfig per grid point, its run folder under ``sweep_dir`` and no progress bar."""
     return [(name, TrainConfig(**{**point, "out": str(sweep_dir / name), "progress": False}))
-            for name, point in expand_grid(given)]
+            for name, point in expand_grid(given, name_by)]
 
 
 # ---------------------------------------------------------------- state of one run folder
@@ -395,18 +406,20 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
                     "as many as the Ray cores allow, one per --threads cores)")
     sw.add_argument("--dry-run", action="store_true", help="print the grid and each run's state; train nothing")
     sw.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    sw.add_argument("--name-by", action="append", default=[], metavar="FIELD",
+                    help="a field that names the runs even when it has one value (repeatable; e.g. --name-by "
+                    "critic gives ..._criticmlp__seed0 for a sweep of --critic mlp alone)")
     return sw
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     """Expand the grid, run it, print the table; ``SystemExit(1)`` if a run failed, 130 if interrupted."""
-    sweep_keys = ("command", "sweep_dir", "address", "num_cpus", "max_parallel", "dry_run", "progress")
-    given = {k: (v if isinstance(v, list) else [v]) for k, v in vars(args).items() if k not in sweep_keys}
+    given = {k: (v if isinstance(v, list) else [v]) for k, v in vars(args).items() if k not in SWEEP_KEYS}
     for name in ("num_cpus", "max_parallel"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
     sweep_dir = Path(args.sweep_dir).resolve()
-    runs = make_configs(given, sweep_dir)
+    runs = make_configs(given, sweep_dir, args.name_by)
     if args.dry_run:
         for name, cfg in runs:
             print(f"{run_status(cfg):11s} {name}")

@@ -43,8 +43,7 @@ TINY_CFG = dict(task="cooperative_navigation", episodes=4, max_cycles=5, learnin
 def parse(argv):
     """The ``sweep`` namespace's grid flags, as ``cmd_sweep`` reads them."""
     args = cli.build_parser().parse_args(["sweep", *argv])
-    keep = {k: v for k, v in vars(args).items()
-            if k not in ("command", "sweep_dir", "address", "num_cpus", "max_parallel", "dry_run", "progress")}
+    keep = {k: v for k, v in vars(args).items() if k not in sweep.SWEEP_KEYS}
     return {k: (v if isinstance(v, list) else [v]) for k, v in keep.items()}
 
 
@@ -87,6 +86,21 @@ def test_single_flags_apply_to_all_repeated_flags_are_axes(tmp_path):
     assert [name for name, _ in twice] == ["cooperative_navigation__masac__alpha0.01__seed0",
                                            "cooperative_navigation__masac__alphanone__seed0"]
     assert [cfg.alpha for _, cfg in twice] == [0.01, None] and {cfg.lr for _, cfg in twice} == {0.001}
+
+
+def test_name_by_names_runs_by_a_field_with_one_value(tmp_path):
+    """``--name-by critic``: a sweep of one critic form names its runs as a sweep of several would, so its runs sit
+    beside the others' in one folder (the default leaves a one-value field out of the name)."""
+    args = ["--seed", "0", "--critic", "mlp", "--env-kwargs", "N=12"]
+    assert [n for n, _ in make_configs(parse(args), tmp_path)] == ["cooperative_navigation__masac__seed0"]
+    named = make_configs(parse(args), tmp_path, name_by=["critic"])
+    assert [n for n, _ in named] == ["cooperative_navigation__masac__criticmlp__seed0"]
+    assert named[0][1].critic == "mlp" and named[0][1].env_kwargs == "N=12"
+    default = expand_grid(parse(["--seed", "0"]), name_by=["critic", "share_params"])  # not given: the default
+    assert [n for n, _ in default] == ["cooperative_navigation__masac__criticmlp__share_paramsFalse__seed0"]
+    for bad in ("critik", "out", "seed"):
+        with pytest.raises(ValueError, match=f"--name-by '{bad}' is not a field that can name a run; accepted: "):
+            expand_grid(parse(["--seed", "0"]), name_by=[bad])
 
 
 def test_repeated_values_count_once_and_name_collisions_are_refused():
