@@ -68,27 +68,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise MissingFileError(f"no run folder at {run_dir}; accepted: a folder written by pgm-marl train "
-                               "(config.json, checkpoint.pt)")
-    cfg = TrainConfig.load(run_dir / "config.json")
     if args.gif:
         check_output_file(args.gif, "--gif", suffix=".gif")
-    from .checkpoint import check_counters, load_checkpoint, restore
-    from .envs import make_env
-    from .evaluate import evaluate, render_gif
-    from .learner import TrainedPolicies
+    from .evaluate import evaluate, load_trained, render_gif
 
-    ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
-    restore(ckpt_path, "counters", check_counters, ckpt["counters"])
-    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
-    policies = TrainedPolicies(spec, cfg)  # the actors only: no critic, no loss, so no temperature is needed
-    restore(ckpt_path, "learner", policies.load_state_dict, ckpt["learner"])
+    cfg, spec, policies, counters = load_trained(args.run_dir)
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed
     returns = evaluate(policies, spec, cfg, args.episodes, seed)
-    print(f"{cfg.task} / {cfg.algo}, episode {ckpt['counters']['episode']}, "
+    print(f"{cfg.task} / {cfg.algo}, episode {counters['episode']}, "
           f"{args.episodes} episodes (seed {seed}), deterministic policies:")
     for team, value in returns.items():
         print(f"  return/{team}: {value:.3f}")

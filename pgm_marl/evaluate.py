@@ -13,6 +13,28 @@ from .envs import TaskSpec, VectorEnv, VectorEnvBase
 from .errors import ConfigError, NonFiniteError
 
 
+def load_trained(run_dir: str | Path):
+    """``(cfg, spec, policies, counters)`` of a run folder's checkpoint: the actors only
+    (:class:`~pgm_marl.learner.TrainedPolicies`; no critic, no loss, so no temperature is needed)."""
+    from .checkpoint import check_counters, load_checkpoint, restore
+    from .envs import make_env
+    from .errors import MissingFileError
+    from .learner import TrainedPolicies
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MissingFileError(f"no run folder at {run_dir}; accepted: a folder written by pgm-marl train "
+                               "(config.json, checkpoint.pt)")
+    cfg = TrainConfig.load(run_dir / "config.json")
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
+    restore(ckpt_path, "counters", check_counters, ckpt["counters"])
+    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
+    policies = TrainedPolicies(spec, cfg)
+    restore(ckpt_path, "learner", policies.load_state_dict, ckpt["learner"])
+    return cfg, spec, policies, ckpt["counters"]
+
+
 @torch.no_grad()
 def evaluate(policies, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int,
              venv: VectorEnvBase | None = None) -> Dict[str, float]:
