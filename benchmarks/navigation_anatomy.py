@@ -94,8 +94,8 @@ def main() -> None:
         if (n, lr) != first[:2]:
             raise SystemExit(f"{run}: N={n}, local_ratio={lr}; the first run has N={first[0]}, "
                              f"local_ratio={first[1]} (accepted: runs of one size)")
-        rows.append((run.name, anatomy(policies, n, lr, args.episodes, cfg.seed + cfg.eval_seed_offset,
-                                       cfg.max_cycles)))
+        rows.append((f"{run.parent.name}/{run.name}",
+                     anatomy(policies, n, lr, args.episodes, cfg.seed + cfg.eval_seed_offset, cfg.max_cycles)))
     n, lr, cfg = first
     for kind in ("random", "still"):
         seed = cfg.seed + cfg.eval_seed_offset
