@@ -18,12 +18,10 @@ distance an agent travelled.
 Usage: python benchmarks/navigation_anatomy.py benchmarks/results/many_agents/n12/noshare/*seed0
 """
 import argparse
-import statistics
 from pathlib import Path
 
 import torch
 
-from pgm_marl.config import TrainConfig
 from pgm_marl.envs import VectorEnv
 from pgm_marl.evaluate import load_trained
 
@@ -45,10 +43,12 @@ class Baseline:
 
 
 @torch.no_grad()
-def anatomy(policies, n: int, local_ratio: float, episodes: int, seed: int, max_cycles: int) -> dict:
-    """Run ``episodes`` episodes at once and split their team return (see the module docstring)."""
+def anatomy(policies, options: dict, episodes: int, seed: int, max_cycles: int) -> dict:
+    """Run ``episodes`` episodes at once and split their team return (see the module docstring);
+    ``options``: the run's env options (``TrainConfig.env_options``)."""
+    n, local_ratio = int(options.get("N", 3)), float(options.get("local_ratio", 0.5))
     venv = VectorEnv("cooperative_navigation", num_envs=episodes, seed=seed, max_cycles=max_cycles,
-                     backend="torch", N=n, local_ratio=local_ratio)
+                     backend="torch", **options)
     obs = venv.reset(seed=seed)
     start = venv.world_state.pos[:, :n].clone()  # [2, A, K]
     coverage = torch.zeros(episodes)
@@ -89,17 +89,20 @@ def main() -> None:
         if cfg.task != "cooperative_navigation":
             raise SystemExit(f"{run}: task {cfg.task}; accepted: cooperative_navigation runs")
         opts = cfg.env_options()
-        n, lr = int(opts.get("N", 3)), float(opts.get("local_ratio", 0.5))
-        first = first or (n, lr, cfg)
-        if (n, lr) != first[:2]:
-            raise SystemExit(f"{run}: N={n}, local_ratio={lr}; the first run has N={first[0]}, "
-                             f"local_ratio={first[1]} (accepted: runs of one size)")
+        if opts.get("continuous_actions"):
+            raise SystemExit(f"{run}: continuous_actions=True; accepted: runs with discrete actions (the "
+                             "baselines draw the 5 discrete moves)")
+        first = first or (opts, cfg)
+        if opts != first[0]:
+            raise SystemExit(f"{run}: env options {opts}; the first run has {first[0]} (accepted: runs of one "
+                             "setting)")
         rows.append((f"{run.parent.name}/{run.name}",
-                     anatomy(policies, n, lr, args.episodes, cfg.seed + cfg.eval_seed_offset, cfg.max_cycles)))
-    n, lr, cfg = first
+                     anatomy(policies, opts, args.episodes, cfg.seed + cfg.eval_seed_offset, cfg.max_cycles)))
+    opts, cfg = first
+    n, lr = int(opts.get("N", 3)), float(opts.get("local_ratio", 0.5))
     for kind in ("random", "still"):
         seed = cfg.seed + cfg.eval_seed_offset
-        rows.append((f"({kind})", anatomy(Baseline(kind, n, 5, seed), n, lr, args.episodes, seed, cfg.max_cycles)))
+        rows.append((f"({kind})", anatomy(Baseline(kind, n, 5, seed), opts, args.episodes, seed, cfg.max_cycles)))
     print(f"cooperative navigation, N = {n}, local_ratio {lr}, {args.episodes} episodes, deterministic policies\n")
     print("| run | return | coverage part | collision part | final landmark-nearest-agent dist | landmarks "
           "occupied (< 0.1) | agents nearest to a landmark | distance travelled |")

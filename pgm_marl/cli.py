@@ -9,7 +9,6 @@ non-finite numbers in a run exit 3; any other exception is a bug and keeps its t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import List, Optional

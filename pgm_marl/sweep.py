@@ -408,7 +408,7 @@ def add_sweep_parser(sub) -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     sw.add_argument("--name-by", action="append", default=[], metavar="FIELD",
                     help="a field that names the runs even when it has one value (repeatable; e.g. --name-by "
-                    "critic gives ..._criticmlp__seed0 for a sweep of --critic mlp alone)")
+                    "critic gives ...__criticmlp__seed0 for a sweep of --critic mlp alone)")
     return sw
 
 
