@@ -9,6 +9,9 @@
 #   pp    predator-prey, 12 predators / 4 prey / 4 obstacles, both teams masac with the same form
 #   n24   cooperative navigation, N = 24: attention, mean-field, local x {no sharing, sharing} (mlp: its
 #         measured cost per step stands in, benchmarks/bench_critics.py)
+#   n48   cooperative navigation, N = 48, the complete paper-budget run of item 3: mean-field, shared, float16
+#         replay (11.2 GB), bfloat16 hidden layers, 2 threads, a checkpoint every 5000 episodes (each holds the
+#         replay); about 1.5 h on 2 idle cores
 # Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored).
 #
 # Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 PGM=${PGM_MARL:-.venv/bin/pgm-marl}
 OUT=${OUT:-benchmarks/results/many_agents}
 CPUS=${CPUS:-2}
-STAGES=${STAGES:-"n3 n12 pp n24"}
+STAGES=${STAGES:-"n3 n12 pp n24 n48"}
 COMMON=(--num-cpus "$CPUS" --no-tensorboard --algo masac)
 FORMS=(--critic attention --critic mean-field --critic local)
 status=0
@@ -45,7 +48,10 @@ for stage in $STAGES; do
            grid "$OUT/n24/$share" --task cooperative_navigation --env-kwargs N=24 "${FORMS[@]}" \
              "--$([ $share = share ] || echo no-)share-params"
          done ;;
-    *) echo "unknown stage $stage (stages: n3 n12 pp n24)" >&2; exit 2 ;;
+    n48) $PGM sweep --out "$OUT/n48/share" --num-cpus "$CPUS" --no-tensorboard --algo masac --seed 0 \
+           --task cooperative_navigation --env-kwargs N=48 --critic mean-field --name-by critic --share-params \
+           --replay-dtype float16 --precision bfloat16 --threads 2 --checkpoint-every 5000 || status=1 ;;
+    *) echo "unknown stage $stage (stages: n3 n12 pp n24 n48)" >&2; exit 2 ;;
   esac
 done
 exit $status
