@@ -88,7 +88,7 @@ def test_single_flags_apply_to_all_repeated_flags_are_axes(tmp_path):
     assert [cfg.alpha for _, cfg in twice] == [0.01, None] and {cfg.lr for _, cfg in twice} == {0.001}
 
 
-def test_name_by_names_runs_by_a_field_with_one_value(tmp_path):
+def test_name_by_names_runs_by_a_field_with_one_value(tmp_path, capsys):
     """``--name-by critic``: a sweep of one critic form names its runs as a sweep of several would, so its runs sit
     beside the others' in one folder (the default leaves a one-value field out of the name)."""
     args = ["--seed", "0", "--critic", "mlp", "--env-kwargs", "N=12"]
@@ -101,6 +101,10 @@ def test_name_by_names_runs_by_a_field_with_one_value(tmp_path):
     for bad in ("critik", "out", "seed"):
         with pytest.raises(ValueError, match=f"--name-by '{bad}' is not a field that can name a run; accepted: "):
             expand_grid(parse(["--seed", "0"]), name_by=[bad])
+    assert cli.main(["sweep", "--out", str(tmp_path), *args, "--name-by", "critic", "--dry-run"]) == 0
+    assert "cooperative_navigation__masac__criticmlp__seed0" in capsys.readouterr().out  # the flag reaches the grid
+    assert cli.main(["sweep", "--out", str(tmp_path), *args, "--name-by", "critik", "--dry-run"]) == 2
+    assert "--name-by 'critik' is not a field" in capsys.readouterr().err
 
 
 def test_repeated_values_count_once_and_name_collisions_are_refused():
