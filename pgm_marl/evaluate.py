@@ -8,19 +8,16 @@ from typing import Dict
 
 import torch
 
+from .checkpoint import check_counters, load_checkpoint, restore
 from .config import TrainConfig
-from .envs import TaskSpec, VectorEnv, VectorEnvBase
-from .errors import ConfigError, NonFiniteError
+from .envs import TaskSpec, VectorEnv, VectorEnvBase, make_env
+from .errors import ConfigError, MissingFileError, NonFiniteError
+from .learner import TrainedPolicies
 
 
 def load_trained(run_dir: str | Path):
     """``(cfg, spec, policies, counters)`` of a run folder's checkpoint: the actors only
     (:class:`~pgm_marl.learner.TrainedPolicies`; no critic, no loss, so no temperature is needed)."""
-    from .checkpoint import check_counters, load_checkpoint, restore
-    from .envs import make_env
-    from .errors import MissingFileError
-    from .learner import TrainedPolicies
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MissingFileError(f"no run folder at {run_dir}; accepted: a folder written by pgm-marl train "

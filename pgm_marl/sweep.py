@@ -85,17 +85,30 @@ def sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "-", text)
 
 
+def nameable_fields() -> List[str]:
+    """Fields that can name a run besides task, algo and seed (which always do): every flag of the grid."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in NAMED_AXES + ("seed",) + NOT_FLAGS]
+
+
 def axis_order(values: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> List[str]:
     """Fields that name a run: task, algo, every other field with several values or in ``name_by`` (field
     order), seed."""
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    nameable = [f for f in fields if f not in NAMED_AXES + ("seed",) + NOT_FLAGS]
-    for name in name_by:
-        if name not in nameable:
-            raise ConfigError(f"--name-by {name!r} is not a field that can name a run; accepted: "
-                              f"{', '.join(nameable)} (task, algo and seed always do)")
-    varying = [f for f in nameable if len(values.get(f, [])) > 1 or f in name_by]
+    varying = [f for f in nameable_fields() if len(values.get(f, [])) > 1 or f in name_by]
     return list(NAMED_AXES) + varying + ["seed"]
+
+
+def grid_axes(given: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> Tuple[Dict[str, List[Any]], List[str]]:
+    """``(values, axes)`` of a grid: every given field's values, plus the defaults of the fields that always
+    name a run and of ``name_by``'s (a one-line ConfigError for a name that is not a field), and the naming axes
+    in order (:func:`axis_order`)."""
+    for name in name_by:
+        if name not in nameable_fields():
+            raise ConfigError(f"--name-by {name!r} is not a field that can name a run; accepted: "
+                              f"{', '.join(nameable_fields())} (task, algo and seed always do)")
+    values = grid_values(given)
+    for name in NAMED_AXES + ("seed",) + tuple(name_by):
+        values.setdefault(name, [getattr(TrainConfig, name)])
+    return values, axis_order(values, name_by)
 
 
 def run_name(point: Dict[str, Any], axes: Sequence[str]) -> str:
@@ -115,10 +128,7 @@ def expand_grid(given: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> Lis
     runs sit beside another sweep's under the same names). Raises a one-line ConfigError when two grid points
     would share a folder name.
     """
-    values = grid_values(given)
-    for name in NAMED_AXES + ("seed",) + tuple(name_by):
-        values.setdefault(name, [getattr(TrainConfig, name)] if name in TrainConfig.__dataclass_fields__ else [])
-    axes = axis_order(values, name_by)
+    values, axes = grid_axes(given, name_by)
     fixed = {k: v[0] for k, v in values.items() if k not in axes}
     points, seen = [], {}
     for combo in itertools.product(*(values[a] for a in axes)):
@@ -377,11 +387,12 @@ def format_table(results: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_manifest(sweep_dir: Path, given: Dict[str, List[Any]], runs: List[Tuple[str, TrainConfig]]) -> None:
-    """``sweep.json``: the command's flags, the grid axes and every run's folder and config."""
-    values = grid_values(given)
-    axes = axis_order({**{k: [getattr(TrainConfig, k)] for k in NAMED_AXES + ("seed",)}, **values})
-    manifest = {"argv": sys.argv[1:], "axes": {a: values.get(a, [getattr(TrainConfig, a)]) for a in axes},
+def write_manifest(sweep_dir: Path, given: Dict[str, List[Any]], runs: List[Tuple[str, TrainConfig]],
+                   name_by: Sequence[str] = ()) -> None:
+    """``sweep.json``: the command's flags, the grid axes (those that name the runs) and every run's folder and
+    config."""
+    values, axes = grid_axes(given, name_by)
+    manifest = {"argv": sys.argv[1:], "axes": {a: values[a] for a in axes},
                 "fixed": {k: v[0] for k, v in values.items() if k not in axes},
                 "runs": {name: cfg.to_dict() for name, cfg in runs}}
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -425,7 +436,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             print(f"{run_status(cfg):11s} {name}")
         print(f"{len(runs)} runs in {sweep_dir}")
         return
-    write_manifest(sweep_dir, given, runs)
+    write_manifest(sweep_dir, given, runs, args.name_by)
     try:
         results = run_grid(runs, args.address, args.num_cpus, args.max_parallel, args.progress)
     except KeyboardInterrupt:

@@ -105,6 +105,10 @@ def test_name_by_names_runs_by_a_field_with_one_value(tmp_path, capsys):
     assert "cooperative_navigation__masac__criticmlp__seed0" in capsys.readouterr().out  # the flag reaches the grid
     assert cli.main(["sweep", "--out", str(tmp_path), *args, "--name-by", "critik", "--dry-run"]) == 2
     assert "--name-by 'critik' is not a field" in capsys.readouterr().err
+    sweep.write_manifest(tmp_path, parse(args), named, name_by=["critic"])  # sweep.json names the same axes
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    assert list(manifest["axes"]) == ["task", "algo", "critic", "seed"] and manifest["axes"]["critic"] == ["mlp"]
+    assert "critic" not in manifest["fixed"] and manifest["fixed"]["env_kwargs"] == "N=12"
 
 
 def test_repeated_values_count_once_and_name_collisions_are_refused():
