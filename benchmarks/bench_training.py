@@ -39,10 +39,11 @@ def bench_loop(args) -> None:
           f"num_envs {args.num_envs}, {torch.get_num_threads()} torch threads ==")
     print(f"env steps {timing['env_steps']}, gradient steps {timing['updates']}, wall {wall:.2f}s, "
           f"{timing['env_steps'] / wall:.0f} env steps/s")
-    for phase in ("act", "env", "learn", "eval"):
-        print(f"  {phase:<6}{timing[phase]:8.2f}s  {100 * timing[phase] / wall:5.1f}%")
-    other = wall - sum(timing[p] for p in ("act", "env", "learn", "eval"))
-    print(f"  {'other':<6}{other:8.2f}s  {100 * other / wall:5.1f}%  (buffer, logging, checkpoint)")
+    phases = [p for p in ("act", "env", "learn", "eval", "checkpoint") if p in timing]
+    for phase in phases:
+        print(f"  {phase:<11}{timing[phase]:8.2f}s  {100 * timing[phase] / wall:5.1f}%")
+    other = wall - sum(timing[p] for p in phases)
+    print(f"  {'other':<11}{other:8.2f}s  {100 * other / wall:5.1f}%  (buffer, logging, plots)")
 
 
 def random_replay(spec, spaces, size: int, gen: torch.Generator) -> ReplayBuffer:

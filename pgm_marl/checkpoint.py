@@ -1,5 +1,9 @@
 """Atomic checkpoints (loadable with ``weights_only=True``) and RNG state capture/restore.
 
+Large tensors that rarely change (the replay buffer's chunks) can live in :class:`TensorFiles` beside the
+checkpoint: each is written once under a name that changes with its content, the checkpoint refers to it by
+name, and a later checkpoint rewrites only what changed since (at 24 agents a full replay is ~5.7 GB).
+
 Every RNG that influences training is captured as plain tensors / ints / lists so that
 ``torch.load(..., weights_only=True)`` accepts it: torch's CPU RNG, extra ``torch.Generator``s
 (learner sampling, replay sampling, the torch env's), Python ``random``, NumPy's global RNG and each env copy's
@@ -13,7 +17,7 @@ import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Set
 
 import numpy as np
 import torch
@@ -25,14 +29,16 @@ from .runfolder import TMP_SUFFIX
 CHECKPOINT_KEYS = ("learner", "buffer", "config", "timing", "rng", "counters")
 
 
-def save_checkpoint(path: str | Path, payload: Dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+#: how a checkpoint refers to a tensor kept in its :class:`TensorFiles`: ``{TENSOR_FILE: name}``
+TENSOR_FILE = "__tensor_file__"
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in ``path``'s folder, fsync, ``os.replace``: ``path`` is whole or untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,10 +48,104 @@ def save_checkpoint(path: str | Path, payload: Dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, required: Iterable[str] = ()) -> Dict[str, Any]:
+class TensorFiles:
+    """Tensors of a checkpoint kept as one file each in a folder beside it (``checkpoint.pt`` ->
+    ``checkpoint_files/``), so that a checkpoint rewrites only the tensors that changed since the last one.
+
+    The caller names each tensor (:meth:`put`) and must give a new name whenever the content changes (the
+    replay buffer names a chunk by its position and its last write). A name this object wrote or loaded is not
+    written again; any other name is written, atomically, even over a file of that name that an interrupted
+    save left behind. After the checkpoint itself is written, :func:`save_checkpoint` deletes every file it
+    does not refer to, so a crash at any point leaves the previous checkpoint and all its files intact.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.known: Set[str] = set()  # names whose file holds what this process put or loaded under that name
+
+    @classmethod
+    def beside(cls, checkpoint: str | Path) -> "TensorFiles":
+        checkpoint = Path(checkpoint)
+        return cls(checkpoint.parent / f"{checkpoint.stem}_files")
+
+    def put(self, name: str, tensor: torch.Tensor) -> Dict[str, str]:
+        """Keep ``tensor`` as the file ``name`` (written unless already held); returns the reference to store
+        in the checkpoint in its place."""
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"tensor file name {name!r}: accepted: a plain file name")
+        if name not in self.known:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _atomic_torch_save(tensor, self.folder / name)
+            self.known.add(name)
+        return {TENSOR_FILE: name}
+
+    def get(self, name: str) -> torch.Tensor:
+        path = self.folder / name
+        if not path.is_file():
+            raise MissingFileError(f"checkpoint file {path} is missing (the checkpoint refers to it)")
+        try:
+            tensor = torch.load(path, weights_only=True, map_location="cpu")
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+            raise CheckpointError(f"cannot load checkpoint file {path} (corrupt or not a tensor): "
+                                  f"{first_line(err)}") from None
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"checkpoint file {path} does not hold a tensor")
+        self.known.add(name)
+        return tensor
+
+    def keep_only(self, names: Iterable[str]) -> None:
+        """Delete every file (and temp file) of the folder but ``names``."""
+        keep = set(names)
+        if self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+        self.known &= keep
+
+
+def _references(obj: Any) -> Iterable[str]:
+    """The :class:`TensorFiles` names that ``obj`` (nested dicts / lists) refers to."""
+    if isinstance(obj, Mapping):
+        if set(obj) == {TENSOR_FILE}:
+            yield obj[TENSOR_FILE]
+        else:
+            for v in obj.values():
+                yield from _references(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _references(v)
+
+
+def _resolve(obj: Any, files: TensorFiles) -> Any:
+    """``obj`` with each :class:`TensorFiles` reference replaced by its tensor."""
+    if isinstance(obj, Mapping):
+        if set(obj) == {TENSOR_FILE}:
+            return files.get(obj[TENSOR_FILE])
+        return {k: _resolve(v, files) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolve(v, files) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | Path, payload: Dict[str, Any], files: Optional[TensorFiles] = None) -> None:
+    """Write ``payload`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``. ``files``:
+    the :class:`TensorFiles` that ``payload``'s tensor references were put in; once ``path`` is written, its
+    files that ``payload`` does not refer to are deleted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save(payload, path)
+    if files is not None:
+        files.keep_only(_references(payload))
+
+
+def load_checkpoint(path: str | Path, required: Iterable[str] = (), files: Optional[TensorFiles] = None,
+                    only: Optional[Iterable[str]] = None) -> Dict[str, Any]:
     """Load a checkpoint on CPU with ``weights_only=True``; one-line errors naming the path.
 
     ``required``: top-level keys that must be present, each holding a dict (e.g. :data:`CHECKPOINT_KEYS`).
+    Tensors kept in :class:`TensorFiles` (``files``, default the folder beside ``path``) are loaded in place of
+    their references; ``files`` then knows them (a later :func:`save_checkpoint` does not rewrite them).
+    ``only``: keep just these top-level keys (the files of the others, e.g. the replay's, are not read).
     """
     path = Path(path)
     if not path.is_file():
@@ -63,7 +163,9 @@ def load_checkpoint(path: str | Path, required: Iterable[str] = ()) -> Dict[str,
         has = ", ".join(map(str, payload)) or "nothing"
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)} (has {has}); accepted: a checkpoint.pt "
                               "written by pgm-marl train")
-    return payload
+    if only is not None:
+        payload = {k: v for k, v in payload.items() if k in set(only)}
+    return _resolve(payload, files if files is not None else TensorFiles.beside(path))
 
 
 def check_counters(counters: Mapping[str, Any]) -> None:

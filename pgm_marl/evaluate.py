@@ -24,7 +24,7 @@ def load_trained(run_dir: str | Path):
                                "(config.json, checkpoint.pt)")
     cfg = TrainConfig.load(run_dir / "config.json")
     ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"))
+    ckpt = load_checkpoint(ckpt_path, required=("learner", "counters"), only=("learner", "counters"))
     restore(ckpt_path, "counters", check_counters, ckpt["counters"])
     _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
     policies = TrainedPolicies(spec, cfg)

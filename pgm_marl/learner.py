@@ -242,7 +242,7 @@ class RoundMemory:
         self.__init__()
         return out
 
-    def state_dict(self) -> dict:
+    def state_dict(self, files=None) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:

@@ -6,6 +6,8 @@ from typing import Dict, NamedTuple, Optional
 
 import torch
 
+from .checkpoint import TensorFiles
+
 
 class Batch(NamedTuple):
     state: torch.Tensor  # float32 [B, state_dim]: concatenated per-agent observations
@@ -33,11 +35,14 @@ def chunk_rows(width: int, dtype: torch.dtype, limit: int) -> int:
 class ChunkedRows:
     """Rows ``[width]`` of ``dtype`` at int64 positions, stored in chunks of :data:`CHUNK_ROWS` that are allocated
     when first written (memory grows with what is held, never a preallocated ``capacity x width`` block) and
-    dropped by :meth:`free_below`."""
+    dropped by :meth:`free_below`. Each chunk carries a *stamp*, the count of ``write`` calls when it was last
+    written: a checkpoint names a chunk's file by it, so an unchanged chunk is not written again."""
 
     def __init__(self, width: int, dtype: torch.dtype = torch.float32, chunk_rows: int = CHUNK_ROWS):
         self.width, self.dtype, self.chunk_rows = width, dtype, chunk_rows
         self.chunks: Dict[int, torch.Tensor] = {}
+        self.stamps: Dict[int, int] = {}
+        self.writes = 0
 
     @property
     def nbytes(self) -> int:
@@ -53,13 +58,15 @@ class ChunkedRows:
             return
         chunk, offset, ids = self._split(index)
         rows = rows.to(self.dtype)
+        self.writes += 1
         for c in ids:
             mask = chunk == c
+            if len(ids) > 1 and not bool(mask.any()):
+                continue
             if c not in self.chunks:
-                if not bool(mask.any()):
-                    continue
                 self.chunks[c] = torch.zeros(self.chunk_rows, self.width, dtype=self.dtype)
             self.chunks[c][offset[mask]] = rows[mask]
+            self.stamps[c] = self.writes
 
     def read(self, index: torch.Tensor) -> torch.Tensor:
         """Rows at ``index`` ``[len(index), width]``: float32 for floating storage, else the stored dtype."""
@@ -75,14 +82,25 @@ class ChunkedRows:
                  zip(ids, torch.split(offset[order], counts), counts) if k]
         return torch.empty(len(index), self.width, dtype=dtype).index_copy_(0, order, torch.cat(parts).to(dtype))
 
-    def load(self, chunks: Dict[int, torch.Tensor], limit: int) -> None:
-        """Restore saved ``chunks``. Chunks saved with another row count (a checkpoint written before the chunk
-        sizes changed, f2b073a) are rewritten into this one's, position for position, up to ``limit`` (the
-        positions that can hold data: the capacity for slot rows, the tail rows written for the tail)."""
-        self.chunks = {}
+    def state_dict(self, name: str, files: Optional[TensorFiles] = None) -> Dict[str, object]:
+        """The chunks (themselves, no copy), or with ``files`` their references there (file ``name.chunk.stamp``),
+        their stamps and the write count."""
+        chunks = dict(self.chunks) if files is None else {
+            c: files.put(f"{name}.{c}.{self.stamps[c]}", t) for c, t in self.chunks.items()}
+        return {"chunks": chunks, "stamps": dict(self.stamps), "writes": self.writes}
+
+    def load(self, chunks: Dict[int, torch.Tensor], limit: int, stamps: Optional[Dict[int, int]] = None,
+             writes: int = 0) -> None:
+        """Restore saved ``chunks`` (and their ``stamps`` and write count; a checkpoint from before stamps has
+        none: 0). Chunks saved with another row count (a checkpoint written before the chunk sizes changed,
+        f2b073a) are rewritten into this one's, position for position, up to ``limit`` (the positions that can
+        hold data: the capacity for slot rows, the tail rows written for the tail)."""
+        self.chunks, self.writes = {}, int(writes)
+        self.stamps = {int(c): int((stamps or {}).get(c, 0)) for c in chunks}
         if all(t.shape[0] == self.chunk_rows for t in chunks.values()):
             self.chunks = {int(c): t.to(self.dtype) for c, t in chunks.items()}
             return
+        self.stamps = {}
         for c, t in sorted((int(c), t) for c, t in chunks.items()):
             positions = torch.arange(c * t.shape[0], min((c + 1) * t.shape[0], limit))
             self.write(positions, t[: len(positions)])
@@ -90,7 +108,7 @@ class ChunkedRows:
     def free_below(self, position: int) -> None:
         """Drop every chunk whose rows all lie below ``position`` (no longer referenced)."""
         for c in [c for c in self.chunks if (c + 1) * self.chunk_rows <= position]:
-            del self.chunks[c]
+            del self.chunks[c], self.stamps[c]
 
 
 #: ``next_slot`` codes: the next state is another transition's state (>= 0), in the tail, or in ``pending``
@@ -234,13 +252,15 @@ class ReplayBuffer:
 
     _ROWS = ("states", "actions", "reward", "terminated", "next_slot", "next_ref", "tail", "tail_owner")
 
-    def state_dict(self) -> Dict[str, object]:
+    def state_dict(self, files: Optional[TensorFiles] = None) -> Dict[str, object]:
         """Everything held, as the allocated chunks themselves (no copy: a checkpoint of a large buffer does not
-        double the memory)."""
+        double the memory), or with ``files`` as references to the chunks kept there (only chunks written since
+        the last checkpoint are written)."""
+        rows = {r: getattr(self, r).state_dict(r, files) for r in self._ROWS}
         return {"format": 2, "capacity": self.capacity, "cursor": self.cursor, "size": self.size,
                 "added": self.added, "tail_count": self.tail_count, "pending": self.pending,
                 "pending_slots": self.pending_slots, "widths": [getattr(self, r).width for r in self._ROWS],
-                "chunks": {r: dict(getattr(self, r).chunks) for r in self._ROWS}}
+                **{key: {r: rows[r][key] for r in self._ROWS} for key in ("chunks", "stamps", "writes")}}
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
         """Restore :meth:`state_dict`, or the older format that stored ``next_state`` in full (into the tail)."""
@@ -252,8 +272,10 @@ class ReplayBuffer:
                              f"{list(state['widths'])}; this buffer has capacity {self.capacity}, row widths {widths} "
                              f"(state_dim {self.state_dim}, n_agents {self.n_agents})")
         tail_count = int(state["tail_count"])
+        stamps, writes = state.get("stamps", {}), state.get("writes", {})  # (none before incremental checkpoints)
         for r in self._ROWS:
-            getattr(self, r).load(state["chunks"][r], tail_count if r in ("tail", "tail_owner") else self.capacity)
+            getattr(self, r).load(state["chunks"][r], tail_count if r in ("tail", "tail_owner") else self.capacity,
+                                  stamps.get(r), writes.get(r, 0))
         self.cursor, self.size, self.added = int(state["cursor"]), int(state["size"]), int(state["added"])
         self.tail_count = tail_count
         self.pending, self.pending_slots = state["pending"], state["pending_slots"]
@@ -331,8 +353,8 @@ class ReplayMemory:
     def generators(self) -> Dict[str, torch.Generator]:
         return {"replay": self.generator}
 
-    def state_dict(self) -> Dict[str, object]:
-        return self.buffer.state_dict()
+    def state_dict(self, files: Optional[TensorFiles] = None) -> Dict[str, object]:
+        return self.buffer.state_dict(files)
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
         self.buffer.load_state_dict(state)

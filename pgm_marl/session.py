@@ -19,8 +19,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from .checkpoint import (CHECKPOINT_KEYS, capture_rng, check_counters, env_generators, load_checkpoint, restore,
-                         restore_rng, save_checkpoint)
+from .checkpoint import (CHECKPOINT_KEYS, TensorFiles, capture_rng, check_counters, env_generators,
+                         load_checkpoint, restore, restore_rng, save_checkpoint)
 from .config import TrainConfig
 from .errors import ConfigError, MissingFileError, NonFiniteError, RunExistsError
 from .evaluate import evaluate
@@ -50,7 +50,7 @@ class Timer:
     """Accumulates wall seconds per phase: ``with timer("env"): ...``."""
 
     def __init__(self, totals: Dict[str, float] | None = None):
-        self.totals = dict(totals or {"act": 0.0, "env": 0.0, "learn": 0.0, "eval": 0.0})
+        self.totals = dict(totals or {"act": 0.0, "env": 0.0, "learn": 0.0, "eval": 0.0, "checkpoint": 0.0})
 
     @contextmanager
     def __call__(self, phase: str):
@@ -91,7 +91,8 @@ class RunSession:
         if not resume and self.ckpt_path.exists():
             raise RunExistsError(f"run folder {self.run_dir} already holds a checkpoint; pass --resume or choose "
                                  "another --out")
-        self.ckpt = load_checkpoint(self.ckpt_path, required=CHECKPOINT_KEYS) if resume else None
+        self.files = TensorFiles.beside(self.ckpt_path)  # the replay's chunks, each written once
+        self.ckpt = load_checkpoint(self.ckpt_path, required=CHECKPOINT_KEYS, files=self.files) if resume else None
         if self.ckpt is not None:
             conflict = resume_conflict(cfg, self.ckpt["config"])
             if conflict:
@@ -197,17 +198,19 @@ class RunSession:
 
     def checkpoint(self) -> None:
         """Write checkpoint.pt atomically (learner, replay memory, config, counters, timing, every RNG state; a
-        non-finite learner state is refused) and redraw learning_curve.png."""
+        non-finite learner state is refused) and redraw learning_curve.png. The replay's chunks go to
+        ``checkpoint_files/``, only those written since the last checkpoint."""
         learner, counters = self.learner, self.counters
         counters["wall_seconds"] = self.wall()
         learner_state = learner.state_dict()
         check_finite_state(learner_state, f"refusing to write {self.ckpt_path} at update {counters['updates']}: "
                                           "learner state", self.venv.spec.agents)
-        save_checkpoint(self.ckpt_path, {
-            "learner": learner_state, "buffer": learner.memory.state_dict(), "config": self.cfg.to_dict(),
-            "counters": dict(counters), "timing": dict(self.timer.totals),
-            "rng": capture_rng(self.generators(), env_generators(self.venv)),
-        })
+        with self.timer("checkpoint"):  # (the checkpoint's own seconds are counted from the next one on)
+            save_checkpoint(self.ckpt_path, {
+                "learner": learner_state, "buffer": learner.memory.state_dict(self.files),
+                "config": self.cfg.to_dict(), "counters": dict(counters), "timing": dict(self.timer.totals),
+                "rng": capture_rng(self.generators(), env_generators(self.venv)),
+            }, files=self.files)
         self.last_checkpoint = counters["episode"]
         # the curve is redrawn with each checkpoint (a plot costs ~0.1 s: at every evaluation it was a fifth of a
         # paper-scale run on the torch backend)

@@ -192,6 +192,7 @@ def clear_partial(run_dir: Path) -> None:
     for name in PARTIAL_OUTPUTS:
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    shutil.rmtree(run_dir / "checkpoint_files", ignore_errors=True)  # chunks of a first checkpoint killed part way
 
 
 def final_returns(run_dir: Path) -> Dict[str, float]:

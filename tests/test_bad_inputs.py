@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from pgm_marl import cli
+from pgm_marl.checkpoint import load_checkpoint
 from pgm_marl.config import TrainConfig
 from pgm_marl.train import train
 
@@ -188,7 +189,7 @@ def runs(tmp_path_factory):
                 torch.save(checkpoint, d / "checkpoint.pt")
             return d
 
-        ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+        ckpt = load_checkpoint(run / "checkpoint.pt")  # the replay's chunks inline: copies stand alone
         misfit = {**ckpt, "config": {**ckpt["config"], "hidden": 16}}  # weights of hidden 8, config says 16
         placeholders[backend] = {
             "tmp": tmp, "run": run, "file": tmp / "a_file", "unwritable": unwritable,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pgm_marl import cli
+from pgm_marl.checkpoint import load_checkpoint
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import vector
 from pgm_marl.envs.torch_mpe import TorchMPEVectorEnv
@@ -85,7 +86,7 @@ def test_last_good_checkpoint_stays(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteError, match=r"step 12 of episode 3 \(env step 62\).*the last checkpoint \(.*"
                                              r"checkpoint.pt, episode 2\) is kept$"):
         train(TrainConfig(**TINY, out=str(out)))
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["counters"]["episode"] == 2 and ckpt["counters"]["env_steps"] == 50
     assert all(torch.isfinite(c).all() for c in ckpt["buffer"]["chunks"]["reward"].values())
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []

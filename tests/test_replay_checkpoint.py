@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from pgm_marl.checkpoint import capture_rng, env_generators, load_checkpoint, restore_rng, save_checkpoint
+from pgm_marl import checkpoint
+from pgm_marl.checkpoint import (TensorFiles, capture_rng, env_generators, load_checkpoint, restore_rng,
+                                 save_checkpoint)
 from pgm_marl.config import TrainConfig
 from pgm_marl.envs import VectorEnv
 from pgm_marl.metrics import MetricsLogger, plot_learning_curve, read_metrics
@@ -169,6 +171,118 @@ def test_replay_loads_the_older_full_format():
     idx = torch.randint(n, (32,), generator=torch.Generator().manual_seed(0))
     assert torch.equal(batch.state, old["state"][idx]) and torch.equal(batch.next_state, old["next_state"][idx])
     assert torch.equal(batch.actions, old["actions"][idx])
+
+
+def small_chunks(buf, rows=7):
+    """``buf`` with chunks of ``rows`` rows (many chunks for a few transitions)."""
+    for r in buf._ROWS:
+        getattr(buf, r).chunk_rows = rows
+    return buf
+
+
+def add_random(buf, g, steps, copies=3):
+    for t in range(steps):
+        s, ns = torch.randn(copies, 3, generator=g), torch.randn(copies, 3, generator=g)
+        buf.add(s, torch.randint(5, (copies, 2), generator=g), torch.randn(copies, 2, generator=g), ns,
+                torch.rand(copies, generator=g).round())
+
+
+def restored(path, files=None):
+    """A buffer loaded from the checkpoint at ``path`` (its chunk files read through ``files``)."""
+    buf = small_chunks(ReplayBuffer(40, 3, 2))
+    buf.load_state_dict(load_checkpoint(path, files=files)["buffer"])
+    return buf
+
+
+def same_samples(a, b):
+    x, y = (buf.sample(64, torch.Generator().manual_seed(5)) for buf in (a, b))
+    return all(torch.equal(u, v) for u, v in zip(x, y)) and torch.equal(a.next_states(torch.arange(len(a))),
+                                                                        b.next_states(torch.arange(len(b))))
+
+
+def test_incremental_checkpoint_rewrites_only_changed_chunks(tmp_path):
+    """The replay's chunks go to ``checkpoint_files/``, one file each: a checkpoint writes a chunk whose
+    content changed since the last one under a new name and leaves an unchanged chunk's file untouched (same
+    inode); files no longer referred to are deleted; the checkpoint loads back to the same buffer. (A write
+    that does not renew the chunk's name would keep the stale file and fail the round trip; rewriting
+    everything fails the inode check.)"""
+    g, path = torch.Generator().manual_seed(0), tmp_path / "checkpoint.pt"
+    buf, files = small_chunks(ReplayBuffer(40, 3, 2)), TensorFiles.beside(tmp_path / "checkpoint.pt")
+    add_random(buf, g, 5)  # 15 transitions: chunks 0-2 of 7 rows
+    for _ in range(2):
+        before = {(r, c): t.clone() for r in buf._ROWS for c, t in getattr(buf, r).chunks.items()}
+        old = buf.state_dict(files)["chunks"]
+        inodes = {p.name: p.stat().st_ino for p in files.folder.iterdir()}
+        save_checkpoint(path, {"buffer": buf.state_dict(files)}, files)
+        add_random(buf, g, 4)  # rows 15-26 (chunks 2-3), links and tail rows of the rows before
+        state = buf.state_dict(files)
+        save_checkpoint(path, {"buffer": state}, files)
+        names = {p.name for p in files.folder.iterdir()}
+        refs = {ref[checkpoint.TENSOR_FILE] for r in buf._ROWS for ref in state["chunks"][r].values()}
+        assert names == refs  # nothing stale, no temp file
+        kept = changed = 0
+        for r in buf._ROWS:
+            for c, t in getattr(buf, r).chunks.items():
+                name = state["chunks"][r][c][checkpoint.TENSOR_FILE]
+                if (r, c) not in before or not torch.equal(before[(r, c)], t):
+                    assert name not in inodes, f"{r} chunk {c} changed but kept its file {name}"
+                    changed += 1
+                elif name == old[r][c][checkpoint.TENSOR_FILE]:  # (a chunk rewritten with equal rows is renamed)
+                    assert (files.folder / name).stat().st_ino == inodes[name], f"{name} was rewritten"
+                    kept += 1
+        assert kept >= 6 and changed >= 6  # (the case tests both sides)
+        assert same_samples(buf, restored(path))
+
+
+def test_interrupted_checkpoint_keeps_the_previous_one_and_resume_overwrites_its_leftovers(tmp_path, monkeypatch):
+    """A save killed after the chunk files were written but before ``checkpoint.pt`` was replaced leaves the
+    previous checkpoint loadable, as it was. A run resumed from it (a new process: a fresh TensorFiles) that
+    writes other rows under the same chunk names overwrites those leftover files: what it saves loads back to
+    what it holds. (Skipping a file because one of that name exists would load the crashed run's rows.)"""
+    path = tmp_path / "checkpoint.pt"
+    g, buf, files = torch.Generator().manual_seed(1), small_chunks(ReplayBuffer(40, 3, 2)), TensorFiles.beside(path)
+    add_random(buf, g, 4)
+    save_checkpoint(path, {"buffer": buf.state_dict(files)}, files)
+    first = restored(path)
+    add_random(buf, g, 3)
+    real = checkpoint._atomic_torch_save
+
+    def crash_on_checkpoint(obj, target):
+        if target.name == "checkpoint.pt":
+            raise KeyboardInterrupt("killed while writing checkpoint.pt")
+        real(obj, target)
+
+    monkeypatch.setattr(checkpoint, "_atomic_torch_save", crash_on_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"buffer": buf.state_dict(files)}, files)
+    monkeypatch.undo()
+    leftovers = {p.name for p in files.folder.iterdir()}
+    assert same_samples(restored(path), first)  # the previous checkpoint, whole
+    files2 = TensorFiles.beside(path)  # the resumed process
+    resumed = restored(path, files2)
+    crashed_only = leftovers - files2.known  # written by the interrupted save alone
+    add_random(resumed, torch.Generator().manual_seed(99), 3)  # other rows, the same write counts
+    state = resumed.state_dict(files2)
+    names = {ref[checkpoint.TENSOR_FILE] for r in resumed._ROWS for ref in state["chunks"][r].values()}
+    assert len(names & crashed_only) >= 3, "the case must reuse leftover names"
+    save_checkpoint(path, {"buffer": state}, files2)
+    assert same_samples(restored(path), resumed)
+
+
+def test_a_missing_or_corrupt_chunk_file_is_a_one_line_error(tmp_path):
+    path, buf = tmp_path / "checkpoint.pt", small_chunks(ReplayBuffer(40, 3, 2))
+    files = TensorFiles.beside(path)
+    add_random(buf, torch.Generator().manual_seed(2), 3)
+    save_checkpoint(path, {"buffer": buf.state_dict(files)}, files)
+    victim = sorted(files.folder.iterdir())[0]
+    victim.write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match=f"cannot load checkpoint file .*{victim.name}") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{victim.name} is missing"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, only=("counters",)) == {}  # (the replay's files are not read)
 
 
 def test_checkpoint_atomic_and_weights_only(tmp_path):

@@ -6,11 +6,13 @@ the resume test also runs with the real learner, and continuous actions train en
 """
 import csv
 import json
+import shutil
 
 import pytest
 import torch
 
 from pgm_marl import cli, train as train_mod
+from pgm_marl.checkpoint import load_checkpoint
 from pgm_marl.config import TrainConfig
 from pgm_marl.replay import ReplayMemory
 from pgm_marl.train import train
@@ -110,7 +112,7 @@ def test_train_writes_run_folder(tmp_path, tiny_learner, tiny):
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     # updates every 10 env steps from env step 64 (buffer >= 32): steps 70, 80, ..., 150
     assert ckpt["counters"]["updates"] == 9 and ckpt["counters"]["episode"] == 6
-    assert set(ckpt["timing"]) >= {"act", "env", "learn", "eval"}
+    assert set(ckpt["timing"]) >= {"act", "env", "learn", "eval", "checkpoint"}
     timing = json.loads((run / "timing.json").read_text())
     assert timing["episodes"] == 6 and timing["updates"] == 9 and timing["replay_bytes"] > 0  # the buffer's chunks
 
@@ -130,14 +132,27 @@ def _resume_matches(tmp_path, tiny):
         f.write("5,125,1.0,-99.0\n")
     resumed = train(TrainConfig(**tiny, out=str(tmp_path / "cut")), resume=True)
     assert rows(resumed) == rows(straight) and len(rows(straight)) == 3
-    a = torch.load(straight / "checkpoint.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    a, b = (load_checkpoint(run / "checkpoint.pt") for run in (straight, resumed))
     assert a["counters"]["updates"] == b["counters"]["updates"]
     assert same(a["buffer"], b["buffer"]) and same(a["learner"], b["learner"]) and same(a["rng"], b["rng"])
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_learner, tiny):
     _resume_matches(tmp_path, tiny)
+
+
+def test_resume_with_many_replay_chunk_files(tmp_path, tiny_learner, tiny, monkeypatch):
+    """With chunks of 8 rows the replay spans many files in checkpoint_files/, most kept from one checkpoint
+    to the next: a resumed run still ends bit-identical to the straight one, and the folder holds exactly the
+    files the last checkpoint refers to."""
+    from pgm_marl import checkpoint, replay
+    monkeypatch.setattr(replay, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(replay, "CHUNK_BYTES", 1)
+    _resume_matches(tmp_path, tiny)
+    run = tmp_path / "cut"
+    raw = torch.load(run / "checkpoint.pt", weights_only=True)["buffer"]["chunks"]
+    refs = {ref[checkpoint.TENSOR_FILE] for chunks in raw.values() for ref in chunks.values()}
+    assert len(raw["states"]) > 10 and {p.name for p in (run / "checkpoint_files").iterdir()} == refs
 
 
 def test_resume_equals_uninterrupted_run_real_learner(tmp_path, tiny):
@@ -194,6 +209,7 @@ def test_cli_evaluate_and_gif(tmp_path, capsys, tiny):  # the real learner: eval
     args = ["train", "--out", str(out), "--no-progress", "--no-tensorboard"]
     args += [f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k not in ("progress", "tensorboard")]
     assert cli.main(args + ["--episodes", "2"]) == 0
+    shutil.rmtree(out / "checkpoint_files")  # evaluating reads the actors, never the replay's files
     gif = tmp_path / "ep.gif"
     assert cli.main(["evaluate", str(out), "--episodes", "3", "--gif", str(gif)]) == 0
     text = capsys.readouterr().out
@@ -209,7 +225,7 @@ def test_continuous_actions_train_end_to_end(tmp_path, backend, algo):
     cfg = TrainConfig(**{**TINY, "backend": backend, "algo": algo, "episodes": 4, "num_envs": 2,
                          "env_kwargs": "continuous_actions=True"}, out=str(tmp_path / "run"))
     run = train(cfg)
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt = load_checkpoint(run / "checkpoint.pt")
     actions = next(iter(ckpt["buffer"]["chunks"]["actions"].values()))  # the replay buffer's first chunk
     assert ckpt["counters"]["updates"] > 0 and actions.dtype == torch.float32
     assert actions.shape[1] == 15  # three agents, Box(5) each
