@@ -391,11 +391,23 @@ def format_table(results: List[dict]) -> str:
 def write_manifest(sweep_dir: Path, given: Dict[str, List[Any]], runs: List[Tuple[str, TrainConfig]],
                    name_by: Sequence[str] = ()) -> None:
     """``sweep.json``: the command's flags, the grid axes (those that name the runs) and every run's folder and
-    config."""
+    config. Another grid swept into the same folder before (say the other critic forms beside ``--critic mlp``)
+    stays: its runs remain under ``runs`` and its flags, axes and fixed values move to ``earlier`` (a command
+    repeated as it was adds nothing there)."""
     values, axes = grid_axes(given, name_by)
     manifest = {"argv": sys.argv[1:], "axes": {a: values[a] for a in axes},
                 "fixed": {k: v[0] for k, v in values.items() if k not in axes},
                 "runs": {name: cfg.to_dict() for name, cfg in runs}}
+    try:
+        old = json.loads((sweep_dir / "sweep.json").read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: this grid alone
+        old = None
+    if isinstance(old, dict) and isinstance(old.get("runs"), dict):
+        calls = [c for c in old.get("earlier", []) + [{k: old.get(k) for k in ("argv", "axes", "fixed")}]
+                 if c["argv"] != manifest["argv"]]
+        manifest["runs"] = {**old["runs"], **manifest["runs"]}
+        if calls:
+            manifest["earlier"] = calls
     sweep_dir.mkdir(parents=True, exist_ok=True)
     tmp = sweep_dir / "sweep.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -111,6 +111,24 @@ def test_name_by_names_runs_by_a_field_with_one_value(tmp_path, capsys):
     assert "critic" not in manifest["fixed"] and manifest["fixed"]["env_kwargs"] == "N=12"
 
 
+def test_a_second_grid_in_the_same_folder_keeps_the_first_in_sweep_json(tmp_path, monkeypatch):
+    """Two sweeps into one folder (the forms, then ``--critic mlp``): sweep.json lists the runs of both and the
+    first command under ``earlier``; repeating the second command (a resume) adds nothing. (Writing only the
+    last grid loses the first's runs.)"""
+    first = ["--seed", "0", "--critic", "local", "--critic", "mean-field"]
+    second = ["--seed", "0", "--critic", "mlp"]
+    for argv in (first, second, second):
+        monkeypatch.setattr(sys, "argv", ["pgm-marl", "sweep", *argv])
+        sweep.write_manifest(tmp_path, parse(argv), make_configs(parse(argv), tmp_path, name_by=["critic"]),
+                             name_by=["critic"])
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    assert sorted(manifest["runs"]) == [f"cooperative_navigation__masac__critic{c}__seed0"
+                                        for c in ("local", "mean-field", "mlp")]
+    assert manifest["argv"] == ["sweep", *second] and manifest["axes"]["critic"] == ["mlp"]
+    assert [c["argv"] for c in manifest["earlier"]] == [["sweep", *first]]
+    assert manifest["earlier"][0]["axes"]["critic"] == ["local", "mean-field"]
+
+
 def test_repeated_values_count_once_and_name_collisions_are_refused():
     assert len(expand_grid(parse(["--seed", "0-2", "--seed", "1-3"]))) == 4
     with pytest.raises(ValueError, match="share the folder name 'cooperative_navigation__a-b__seed0'"):
@@ -297,7 +315,8 @@ def test_sweep_killed_part_way_and_rerun_skips_finished_runs(tmp_path):
     assert "0 finished, 0 resumed, 4 skipped, 0 failed of 4 runs" in again.stdout
     manifest = json.loads((out / "sweep.json").read_text())
     assert manifest["axes"]["algo"] == ["masac", "maddpg"] and manifest["axes"]["seed"] == [0, 1]
-    assert manifest["fixed"]["episodes"] == 4 and len(manifest["runs"]) == 4
+    assert manifest["fixed"]["episodes"] == 4 and len(manifest["runs"]) == 6  # (with the two nonsense runs)
+    assert [len(c["axes"]["algo"]) for c in manifest["earlier"]] == [2, 3]  # the held sweep, the nonsense rerun
 
 
 def process_tree(root):
