@@ -21,15 +21,19 @@ class Batch(NamedTuple):
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 #: rows per allocated chunk of a :class:`ChunkedRows`: at least this many, and as many as fit in
-#: :data:`CHUNK_BYTES` (few chunks for narrow rows: a sample gathers from each chunk it touches)
-CHUNK_ROWS = 1 << 14
+#: :data:`CHUNK_BYTES` (few chunks for narrow rows: a sample gathers from each chunk it touches; chunks of at most
+#: 64 MB for wide ones: a checkpoint rewrites the chunks written since the last, the partly filled one included.
+#: A batch of 1024 wide rows reads in 3.8 ms from 20 chunks, 4.2 ms from 80: the count hardly matters)
+CHUNK_ROWS = 1 << 10
 CHUNK_BYTES = 64 << 20
 
 
-def chunk_rows(width: int, dtype: torch.dtype, limit: int) -> int:
-    """Rows per chunk for rows of ``width`` x ``dtype``, at most ``limit`` (the most rows ever held)."""
+def chunk_rows(width: int, dtype: torch.dtype, limit: int, chunk_bytes: int | None = None) -> int:
+    """Rows per chunk for rows of ``width`` x ``dtype``, at most ``limit`` (the most rows ever held): at least
+    :data:`CHUNK_ROWS`, else as many as fit in ``chunk_bytes`` (default :data:`CHUNK_BYTES`)."""
     row_bytes = max(width, 1) * torch.empty((), dtype=dtype).element_size()
-    return max(1, min(limit, max(CHUNK_ROWS, CHUNK_BYTES // row_bytes)))
+    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return max(1, min(limit, max(CHUNK_ROWS, budget // row_bytes)))
 
 
 class ChunkedRows:
@@ -146,7 +150,8 @@ class ReplayBuffer:
         self.terminated = ChunkedRows(1, torch.float32, rows(1, torch.float32))
         self.next_slot = ChunkedRows(1, torch.int64, rows(1, torch.int64))  # >= 0: that slot's state; _TAIL; _PENDING
         self.next_ref = ChunkedRows(1, torch.int64, rows(1, torch.int64))  # tail position or pending row
-        tail_rows = chunk_rows(state_dim, storage_dtype, max(capacity // 8, 1))
+        # the tail gets about one row per episode: chunks of an eighth (a checkpoint rewrites its newest one)
+        tail_rows = chunk_rows(state_dim, storage_dtype, max(capacity // 8, 1), CHUNK_BYTES // 8)
         self.tail = ChunkedRows(state_dim, storage_dtype, tail_rows)
         self.tail_count = 0  # tail positions ever written
         self.tail_owner = ChunkedRows(1, torch.int64, tail_rows)  # add position of each tail row's transition
