@@ -98,16 +98,19 @@ class ChunkedRows:
         """Restore saved ``chunks`` (and their ``stamps`` and write count; a checkpoint from before stamps has
         none: 0). Chunks saved with another row count (a checkpoint written before the chunk sizes changed,
         f2b073a) are rewritten into this one's, position for position, up to ``limit`` (the positions that can
-        hold data: the capacity for slot rows, the tail rows written for the tail)."""
+        hold data: the capacity for slot rows, the tail rows written for the tail); each saved chunk is taken out
+        of ``chunks`` once rewritten, so the rewrite does not hold the buffer twice."""
         self.chunks, self.writes = {}, int(writes)
         self.stamps = {int(c): int((stamps or {}).get(c, 0)) for c in chunks}
         if all(t.shape[0] == self.chunk_rows for t in chunks.values()):
             self.chunks = {int(c): t.to(self.dtype) for c, t in chunks.items()}
             return
         self.stamps = {}
-        for c, t in sorted((int(c), t) for c, t in chunks.items()):
-            positions = torch.arange(c * t.shape[0], min((c + 1) * t.shape[0], limit))
+        for c in sorted(chunks, key=int):
+            t = chunks.pop(c)
+            positions = torch.arange(int(c) * t.shape[0], min((int(c) + 1) * t.shape[0], limit))
             self.write(positions, t[: len(positions)])
+            del t
 
     def free_below(self, position: int) -> None:
         """Drop every chunk whose rows all lie below ``position`` (no longer referenced)."""

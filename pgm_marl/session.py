@@ -113,6 +113,7 @@ class RunSession:
         ``make_eval_env()``: the evaluation environment, built at the first evaluation and reseeded at each;
         ``generators()``: the named torch generators a checkpoint holds (:func:`pgm_marl.train.run_generators`)."""
         cfg, path, ckpt = self.cfg, self.ckpt_path, self.ckpt
+        self.ckpt = None  # (restored below: the run does not keep a second copy of what it loaded)
         self.learner, self.venv, self.make_eval_env, self.generators = learner, venv, make_eval_env, generators
         if ckpt is not None:  # a checkpoint that does not fit is refused before any file of the run is touched
             restore(path, "learner", learner.load_state_dict, ckpt["learner"])
