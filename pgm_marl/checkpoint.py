@@ -138,6 +138,18 @@ def save_checkpoint(path: str | Path, payload: Dict[str, Any], files: Optional[T
         files.keep_only(_references(payload))
 
 
+def _torch_load(path: Path, mmap: bool) -> Any:
+    """``torch.load`` on CPU, weights only; ``mmap``: memory-mapped where the file's format allows (then the
+    tensors not used, e.g. a replay inside an older checkpoint.pt, are never read)."""
+    if mmap:
+        try:
+            return torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+        except RuntimeError as err:
+            if "mmap can only be used" not in str(err):  # (a file in torch's legacy format: read it whole)
+                raise
+    return torch.load(path, weights_only=True, map_location="cpu")
+
+
 def load_checkpoint(path: str | Path, required: Iterable[str] = (), files: Optional[TensorFiles] = None,
                     only: Optional[Iterable[str]] = None) -> Dict[str, Any]:
     """Load a checkpoint on CPU with ``weights_only=True``; one-line errors naming the path.
@@ -145,13 +157,14 @@ def load_checkpoint(path: str | Path, required: Iterable[str] = (), files: Optio
     ``required``: top-level keys that must be present, each holding a dict (e.g. :data:`CHECKPOINT_KEYS`).
     Tensors kept in :class:`TensorFiles` (``files``, default the folder beside ``path``) are loaded in place of
     their references; ``files`` then knows them (a later :func:`save_checkpoint` does not rewrite them).
-    ``only``: keep just these top-level keys (the files of the others, e.g. the replay's, are not read).
+    ``only``: keep just these top-level keys (the others, e.g. the replay, are not read: the file is memory-mapped
+    and their chunk files are not opened).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no checkpoint file at {path}")
     try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
+        payload = _torch_load(path, mmap=only is not None)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"cannot load checkpoint {path} (corrupt or not a checkpoint): "
                               f"{first_line(err)}") from None

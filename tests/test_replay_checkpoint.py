@@ -297,6 +297,16 @@ def test_checkpoint_atomic_and_weights_only(tmp_path):
     assert torch.equal(got["w"], payload["w"]) and got["nested"]["big"] == 2 ** 127 + 5
 
 
+def test_only_reads_the_keys_asked_for_in_either_file_format(tmp_path):
+    """``only`` memory-maps the file (a replay inside checkpoint.pt is not read) and falls back to reading a file
+    in torch's legacy format whole; either way it returns just those keys."""
+    payload = {"learner": {"w": torch.arange(3.0)}, "buffer": {"big": torch.zeros(1000)}, "counters": {"episode": 2}}
+    for name, new_format in (("zip.pt", True), ("legacy.pt", False)):
+        torch.save(payload, tmp_path / name, _use_new_zipfile_serialization=new_format)
+        got = load_checkpoint(tmp_path / name, required=("learner",), only=("learner", "counters"))
+        assert list(got) == ["learner", "counters"] and torch.equal(got["learner"]["w"], torch.arange(3.0))
+
+
 def test_checkpoint_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
