@@ -12,8 +12,10 @@ always action 0 = standing still) on the torch backend and splits the team retur
 
 and reports, at the last step, the mean distance from a landmark to its nearest agent, the fraction of
 landmarks with an agent within 0.1 (mpe2's ``occupied_landmarks`` threshold in ``benchmark_data``), the
-fraction of agents that are some landmark's nearest agent (several landmarks may share one), and the mean
-distance an agent travelled.
+fraction of agents that are some landmark's nearest agent (several landmarks may share one), the mean
+distance an agent travelled, and the share of all actions taken that is the most frequent one (with which:
+0 = stay, 1-4 = push left, right, down, up): 1.0 with one action for every agent at every step, a policy that
+collapsed (standing still is 1.0 of action 0; uniform random about 0.2).
 
 Usage: python benchmarks/navigation_anatomy.py benchmarks/results/many_agents/n12/noshare/*seed0
 """
@@ -53,9 +55,11 @@ def anatomy(policies, options: dict, episodes: int, seed: int, max_cycles: int) 
     start = venv.world_state.pos[:, :n].clone()  # [2, A, K]
     coverage = torch.zeros(episodes)
     collisions = torch.zeros(episodes)
-    returns = None
+    returns, counts = None, torch.zeros(5)
     for _ in range(max_cycles):
-        result = venv.step(policies.act(obs, deterministic=True))
+        actions = policies.act(obs, deterministic=True)
+        counts += torch.bincount(torch.stack(list(actions)).reshape(-1).long(), minlength=5)[:5]
+        result = venv.step(actions)
         obs = result.obs
         s = venv.last_next_state  # the state each step reached, before the auto-reset of the last step
         pos = s.pos  # [2, E, K]: agents then landmarks
@@ -74,7 +78,8 @@ def anatomy(policies, options: dict, episodes: int, seed: int, max_cycles: int) 
     return {"return": float(returns.mean()), "coverage": float(coverage.mean()),
             "collisions": float(collisions.mean()), "final_dist": float(nearest.mean()),
             "occupied": float((nearest < OCCUPIED).float().mean()), "claimed": float(claimed.mean()),
-            "travelled": float(travelled.mean()), "return_check": float((coverage + collisions).mean())}
+            "travelled": float(travelled.mean()), "return_check": float((coverage + collisions).mean()),
+            "top_action": int(counts.argmax()), "top_share": float(counts.max() / counts.sum())}
 
 
 def main() -> None:
@@ -105,12 +110,13 @@ def main() -> None:
         rows.append((f"({kind})", anatomy(Baseline(kind, n, 5, seed), opts, args.episodes, seed, cfg.max_cycles)))
     print(f"cooperative navigation, N = {n}, local_ratio {lr}, {args.episodes} episodes, deterministic policies\n")
     print("| run | return | coverage part | collision part | final landmark-nearest-agent dist | landmarks "
-          "occupied (< 0.1) | agents nearest to a landmark | distance travelled |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "occupied (< 0.1) | agents nearest to a landmark | distance travelled | most frequent action |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
         assert abs(r["return"] - r["return_check"]) < 1e-3 * max(1.0, abs(r["return"])), (name, r)
         print(f"| {name} | {r['return']:.2f} | {r['coverage']:.2f} | {r['collisions']:.2f} | {r['final_dist']:.3f} "
-              f"| {r['occupied']:.2f} | {r['claimed']:.2f} | {r['travelled']:.2f} |")
+              f"| {r['occupied']:.2f} | {r['claimed']:.2f} | {r['travelled']:.2f} | "
+              f"{r['top_share']:.2f} (action {r['top_action']}) |")
 
 
 if __name__ == "__main__":
