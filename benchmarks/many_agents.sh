@@ -10,8 +10,8 @@
 #   n24   cooperative navigation, N = 24: attention, mean-field, local x {no sharing, sharing} (mlp: its
 #         measured cost per step stands in, benchmarks/bench_critics.py)
 #   n48   cooperative navigation, N = 48, the complete paper-budget run of item 3: mean-field, shared, float16
-#         replay (11.2 GB), bfloat16 hidden layers, 2 threads, a checkpoint every 5000 episodes (each holds the
-#         replay); about 1.5 h on 2 idle cores
+#         replay (11.2 GB), bfloat16 hidden layers, 2 threads, a checkpoint every 5000 episodes (chosen when each
+#         checkpoint rewrote the whole replay); 1.7 h on 2 cores (measured), peak RSS 12.45 GB
 # Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored).
 #
 # Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
