@@ -53,13 +53,13 @@ def main() -> None:
                 s = ns
             for name in ("full", "incremental"):
                 path = tmp / name / "checkpoint.pt"
-                before = sizes(files.folder)
+                store = files if name == "incremental" else None
+                before = sizes(files.folder) if store else {}
                 start = time.perf_counter()
-                save_checkpoint(path, {"buffer": buf.state_dict(None if name == "full" else files)},
-                                None if name == "full" else files)
+                save_checkpoint(path, {"buffer": buf.state_dict(store)}, store)
                 seconds[name] += time.perf_counter() - start
-                new_files = {q: size for q, size in sizes(files.folder).items() if q not in before}
-                written[name] += path.stat().st_size + (sum(new_files.values()) if name == "incremental" else 0)
+                new = [size for q, size in sizes(files.folder).items() if q not in before] if store else []
+                written[name] += path.stat().st_size + sum(new)
             print(f"checkpoint {part + 1}/{args.checkpoints}: {len(buf)} transitions, replay {buf.nbytes / 1e9:.2f} GB; "
                   f"so far full {seconds['full']:.1f} s, incremental {seconds['incremental']:.1f} s", flush=True)
         a, b = (load_checkpoint(tmp / name / "checkpoint.pt")["buffer"] for name in ("full", "incremental"))

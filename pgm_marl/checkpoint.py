@@ -17,7 +17,7 @@ import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Set
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Set
 
 import numpy as np
 import torch
@@ -103,27 +103,15 @@ class TensorFiles:
         self.known &= keep
 
 
-def _references(obj: Any) -> Iterable[str]:
-    """The :class:`TensorFiles` names that ``obj`` (nested dicts / lists) refers to."""
+def _map_references(obj: Any, fn: Callable[[str], Any]) -> Any:
+    """``obj`` (nested dicts / lists / tuples) with each :class:`TensorFiles` reference ``{TENSOR_FILE: name}``
+    replaced by ``fn(name)``."""
     if isinstance(obj, Mapping):
         if set(obj) == {TENSOR_FILE}:
-            yield obj[TENSOR_FILE]
-        else:
-            for v in obj.values():
-                yield from _references(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _references(v)
-
-
-def _resolve(obj: Any, files: TensorFiles) -> Any:
-    """``obj`` with each :class:`TensorFiles` reference replaced by its tensor."""
-    if isinstance(obj, Mapping):
-        if set(obj) == {TENSOR_FILE}:
-            return files.get(obj[TENSOR_FILE])
-        return {k: _resolve(v, files) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_resolve(v, files) for v in obj]
+            return fn(obj[TENSOR_FILE])
+        return {k: _map_references(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_references(v, fn) for v in obj)
     return obj
 
 
@@ -135,7 +123,9 @@ def save_checkpoint(path: str | Path, payload: Dict[str, Any], files: Optional[T
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_torch_save(payload, path)
     if files is not None:
-        files.keep_only(_references(payload))
+        referred: Set[str] = set()
+        _map_references(payload, referred.add)
+        files.keep_only(referred)
 
 
 def _torch_load(path: Path, mmap: bool) -> Any:
@@ -177,8 +167,9 @@ def load_checkpoint(path: str | Path, required: Iterable[str] = (), files: Optio
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)} (has {has}); accepted: a checkpoint.pt "
                               "written by pgm-marl train")
     if only is not None:
-        payload = {k: v for k, v in payload.items() if k in set(only)}
-    return _resolve(payload, files if files is not None else TensorFiles.beside(path))
+        keep = set(only)
+        payload = {k: v for k, v in payload.items() if k in keep}
+    return _map_references(payload, (files if files is not None else TensorFiles.beside(path)).get)
 
 
 def check_counters(counters: Mapping[str, Any]) -> None:

@@ -100,13 +100,12 @@ class ChunkedRows:
         f2b073a) are rewritten into this one's, position for position, up to ``limit`` (the positions that can
         hold data: the capacity for slot rows, the tail rows written for the tail); each saved chunk is taken out
         of ``chunks`` once rewritten, so the rewrite does not hold the buffer twice."""
-        self.chunks, self.writes = {}, int(writes)
-        self.stamps = {int(c): int((stamps or {}).get(c, 0)) for c in chunks}
+        self.chunks, self.stamps, self.writes = {}, {}, int(writes)
         if all(t.shape[0] == self.chunk_rows for t in chunks.values()):
             self.chunks = {int(c): t.to(self.dtype) for c, t in chunks.items()}
+            self.stamps = {int(c): int((stamps or {}).get(c, 0)) for c in chunks}
             return
-        self.stamps = {}
-        for c in sorted(chunks, key=int):
+        for c in sorted(chunks, key=int):  # (write() stamps the rewritten chunks)
             t = chunks.pop(c)
             positions = torch.arange(int(c) * t.shape[0], min((int(c) + 1) * t.shape[0], limit))
             self.write(positions, t[: len(positions)])

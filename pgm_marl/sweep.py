@@ -101,10 +101,11 @@ def grid_axes(given: Dict[str, List[Any]], name_by: Sequence[str] = ()) -> Tuple
     """``(values, axes)`` of a grid: every given field's values, plus the defaults of the fields that always
     name a run and of ``name_by``'s (a one-line ConfigError for a name that is not a field), and the naming axes
     in order (:func:`axis_order`)."""
+    nameable = nameable_fields()
     for name in name_by:
-        if name not in nameable_fields():
+        if name not in nameable:
             raise ConfigError(f"--name-by {name!r} is not a field that can name a run; accepted: "
-                              f"{', '.join(nameable_fields())} (task, algo and seed always do)")
+                              f"{', '.join(nameable)} (task, algo and seed always do)")
     values = grid_values(given)
     for name in NAMED_AXES + ("seed",) + tuple(name_by):
         values.setdefault(name, [getattr(TrainConfig, name)])
