@@ -134,7 +134,7 @@ class Learner:
         if any(not a.critic for a in self.algorithms):
             raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms train with ReinforceLearner")
         self.spaces = action_spaces(spec, self.algorithms)
-        alpha = temperatures(self.algorithms, cfg.task, cfg.alpha)
+        alpha = temperatures(self.algorithms, cfg.task, cfg.alpha, spec.n_agents)
         torch.manual_seed(cfg.seed)  # network initialisation
         sharing = parameter_sharing(spec, cfg)
         self.actors = actors if actors is not None else make_actors(spec, self.spaces, self.algorithms, cfg, sharing)
@@ -265,7 +265,8 @@ class ReinforceLearner:
         self.spec, self.cfg = spec, cfg
         self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
         self.spaces = action_spaces(spec, self.algorithms)
-        self.alpha = torch.tensor(temperatures(self.algorithms, cfg.task, cfg.alpha))  # > 0: checked there
+        # > 0: checked there
+        self.alpha = torch.tensor(temperatures(self.algorithms, cfg.task, cfg.alpha, spec.n_agents))
         torch.manual_seed(cfg.seed)
         self.actors = Actors(spec.obs_dims, self.spaces, cfg.hidden, cfg.precision, parameter_sharing(spec, cfg))
         self.optimizer = torch.optim.Adam(self.actors.parameters(), lr=cfg.lr)

@@ -179,6 +179,31 @@ def test_accepted_alphas_are_kept_as_given():
     assert temperatures([maddpg], "mpe2.simple_push_v3") == [0.0]  # a preset's own number needs no --alpha
 
 
+@pytest.mark.parametrize("task", ["cooperative_navigation", "cooperative_communication", "predator_prey",
+                                  "physical_deception"])
+def test_paper_temperature_at_another_number_of_agents_warns_once(task):
+    """The paper tuned alpha at each task's default size (mpe2's, read off the built env here): at that size the
+    paper's value passes quietly; at another size it still trains, with one warning naming both sizes, unless
+    the user chose alpha or the temperature is learned (the paper's value only starts it)."""
+    import warnings
+
+    from pgm_marl.envs.tasks import make_env
+    from pgm_marl.inference.variants import PAPER_ALPHA, PAPER_AGENTS, PRESETS, temperatures
+
+    masac, auto = PRESETS["masac"], PRESETS["masac-auto"]
+    n = len(make_env(task)[1].agents)
+    assert PAPER_AGENTS[task] == n
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert temperatures([masac] * n, task, None, n) == [PAPER_ALPHA[task]] * n
+        assert temperatures([masac] * 24, task, 0.1, 24) == [0.1] * 24
+        assert temperatures([auto] * 24, task, None, 24) == [PAPER_ALPHA[task]] * 24
+    with pytest.warns(UserWarning) as record:
+        assert temperatures([masac] * 24, task, None, 24) == [PAPER_ALPHA[task]] * 24
+    assert len(record) == 1
+    assert f"with {n} agents, not 24" in str(record[0].message) and "masac-auto" in str(record[0].message)
+
+
 def test_evaluate_loads_only_the_actors_and_needs_no_alpha(tmp_path, monkeypatch, capsys):
     """An import-path task (no paper temperature) trains without --alpha where the algorithm fixes its own
     (maddpg), and `pgm-marl evaluate` of a run needs none: it builds the actors alone, no loss (so no

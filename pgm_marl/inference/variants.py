@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -40,6 +41,17 @@ PAPER_ALPHA = {
     "cooperative_communication": 0.005,
     "predator_prey": 0.26,
     "physical_deception": 0.01,
+}
+
+#: The number of agents each task had when section 5.2 tuned its temperature (mpe2's default sizes). A reward
+#: that sums over landmarks or catches grows with the number of agents while alpha does not, so the paper's
+#: value weighs the entropy term less there: at N = 24 in cooperative navigation it let shared policies collapse
+#: to one action, and a learned temperature rose from 0.02 to 0.13-0.24 (docs/RESULTS.md, "Many agents").
+PAPER_AGENTS = {
+    "cooperative_navigation": 3,
+    "cooperative_communication": 2,
+    "predator_prey": 4,
+    "physical_deception": 3,
 }
 
 
@@ -177,7 +189,8 @@ def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
     return algorithm
 
 
-def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None = None) -> list[float]:
+def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None = None,
+                 n_agents: int | None = None) -> list[float]:
     """Each agent's fixed (or, for ``"learned"``, initial) temperature: the one place it is resolved and checked.
 
     A number in the preset wins; otherwise ``alpha`` (``--alpha``), else the task's value from section 5.2.
@@ -185,9 +198,11 @@ def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None
     Accepted: a finite number >= 0 (0 is the zero-temperature limit, MADDPG's), or > 0 where the algorithm
     divides by it (reinforce-elbo: eq. 3's ``r / alpha``) or trains its logarithm (``"learned"``). Anything else
     is refused with a one-line ``UserError`` naming the value, where it came from and what is accepted: nothing
-    else in the library checks alpha's range.
+    else in the library checks alpha's range. The paper's value used at another number of agents (``n_agents``,
+    :data:`PAPER_AGENTS`) trains, with one warning (not for a learned temperature, which it only starts): it was
+    tuned at the paper's size.
     """
-    out = []
+    out, resized = [], False
     for a in algorithms:
         if _is_number(a.temperature):
             value, source = a.temperature, f"--algo {a.name}'s own temperature"
@@ -195,6 +210,7 @@ def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None
             value, source = alpha, "--alpha"
         elif task in PAPER_ALPHA:
             value, source = PAPER_ALPHA[task], f"the paper's temperature for {task}"
+            resized = resized or (a.temperature != "learned" and n_agents not in (None, PAPER_AGENTS[task]))
         else:
             raise UserError(f"task {task!r} has no temperature in the paper (section 5.2 tunes "
                             f"{', '.join(f'{k} {v}' for k, v in PAPER_ALPHA.items())}) and {a.name} needs one; "
@@ -206,6 +222,12 @@ def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None
                         "a finite number >= 0 (0 is the zero-temperature limit, MADDPG's)")
             raise UserError(f"{source} {value!r} is not a valid temperature for {a.name}; accepted: {accepted}")
         out.append(float(value))
+    if resized:
+        warnings.warn(f"alpha {PAPER_ALPHA[task]} is the paper's temperature for {task} with {PAPER_AGENTS[task]} "
+                      f"agents, not {n_agents}: the reward's scale changes with the number of agents, the entropy term's does "
+                      "not (docs/RESULTS.md, 'Many agents'); set --alpha (e.g. scaled with the number of agents) or "
+                      "use --algo masac-auto",
+                      UserWarning, stacklevel=2)
     return out
 
 
