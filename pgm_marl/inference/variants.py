@@ -224,10 +224,9 @@ def temperatures(algorithms: Sequence[Algorithm], task: str, alpha: float | None
         out.append(float(value))
     if resized:
         warnings.warn(f"alpha {PAPER_ALPHA[task]} is the paper's temperature for {task} with {PAPER_AGENTS[task]} "
-                      f"agents, not {n_agents}: the reward's scale changes with the number of agents, the entropy term's does "
-                      "not (docs/RESULTS.md, 'Many agents'); set --alpha (e.g. scaled with the number of agents) or "
-                      "use --algo masac-auto",
-                      UserWarning, stacklevel=2)
+                      f"agents, not {n_agents}: the reward's scale changes with the number of agents, the entropy "
+                      "term's does not (docs/RESULTS.md, 'Many agents'); set --alpha (e.g. scaled with the number of "
+                      "agents) or use --algo masac-auto", UserWarning, stacklevel=2)
     return out
 
 
