@@ -13,6 +13,9 @@
 #         replay (11.2 GB), bfloat16 hidden layers, 2 threads, a checkpoint every 5000 episodes (chosen when each
 #         checkpoint rewrote the whole replay); 1.7 h on 2 cores (measured), peak RSS 12.45 GB
 # Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored).
+# Temperature: every stage keeps the paper's alpha (0.02, tuned at N = 3; training warns). The runs that rescale
+# it (alpha 0.02 x N / 3, or masac-auto) are single `pgm-marl train` commands, in docs/RESULTS.md ("The
+# temperature at many agents"), results in <stage>/temperature/.
 #
 # Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
 #        STAGES="n3 n12" bash benchmarks/many_agents.sh
