@@ -8,6 +8,8 @@ learner on the torch backend's task spec, fills a buffer with random transitions
 and writes ``--out`` (JSON).
 
 Usage: python benchmarks/bench_critics.py --threads 1 --out benchmarks/results/critics/bench_1thread.json
+``--common-draws``: the actor step draws each agent's action once for all egos (``TrainConfig.common_draws``);
+rows carry the flag, so both settings can share one ``--out`` file.
 """
 import argparse
 import json
@@ -21,7 +23,7 @@ from pathlib import Path
 FORMS = ("mlp", "attention", "mean-field", "local")
 
 
-def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) -> dict:
+def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, common: bool = False) -> dict:
     """Time ``steps`` gradient steps of one configuration in this process."""
     import torch
 
@@ -32,7 +34,7 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) ->
 
     torch.set_num_threads(threads)
     cfg = TrainConfig(task="cooperative_navigation", env_kwargs=f"N={n}", critic=form, share_params=share,
-                      batch_size=batch, buffer_size=2 * batch, progress=False, tensorboard=False)
+                      batch_size=batch, buffer_size=2 * batch, progress=False, tensorboard=False, common_draws=common)
     spec = VectorEnv(cfg.task, num_envs=1, seed=0, backend="torch", **cfg.env_options()).spec
     learner = make_learner(spec, cfg)
     gen = torch.Generator().manual_seed(0)
@@ -50,15 +52,15 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int) ->
             times.append(time.perf_counter() - start)
     times.sort()
     params = sum(p.numel() for p in learner.critic.parameters())
-    return {"n": n, "critic": form, "share_params": share, "threads": threads, "batch": batch,
+    return {"n": n, "critic": form, "share_params": share, "common_draws": common, "threads": threads, "batch": batch,
             "ms": 1000 * times[len(times) // 2], "ms_all": [1000 * t for t in times],
             "peak_rss_mb": peak_rss_mb(), "critic_params": params}
 
 
-def growth(rows, form, share) -> float | None:
+def growth(rows, form, share, common=False) -> float | None:
     """Least-squares slope of log ms on log n for N >= 6."""
-    pts = [(math.log(r["n"]), math.log(r["ms"])) for r in rows
-           if r["critic"] == form and r["share_params"] == share and r["n"] >= 6 and "ms" in r]
+    pts = [(math.log(r["n"]), math.log(r["ms"])) for r in rows if r["critic"] == form and r["share_params"] == share
+           and r.get("common_draws", False) == common and r["n"] >= 6 and "ms" in r]
     if len(pts) < 2:
         return None
     mx, my = sum(x for x, _ in pts) / len(pts), sum(y for _, y in pts) / len(pts)
@@ -75,47 +77,55 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--common-draws", action="store_true", help="TrainConfig.common_draws (README, Critic forms)")
     p.add_argument("--one", nargs=3, metavar=("N", "FORM", "SHARE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         n, form, share = int(args.one[0]), args.one[1], args.one[2] == "yes"
-        print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch)))
+        print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch, args.common_draws)))
         return
     shares = {"no": [False], "yes": [True], "both": [False, True]}[args.share]
     rows = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
-    done = {(r["n"], r["critic"], r["share_params"]) for r in rows}
+    done = {(r["n"], r["critic"], r["share_params"], r.get("common_draws", False)) for r in rows}
     print(f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), batch {args.batch}", flush=True)
     for n in args.agents:
         for form in args.critics:
             for share in shares:
-                if (n, form, share) in done:
+                if (n, form, share, args.common_draws) in done:
                     continue
                 cmd = [sys.executable, __file__, "--one", str(n), form, "yes" if share else "no",
                        "--threads", str(args.threads), "--steps", str(args.steps), "--batch", str(args.batch)]
+                cmd += ["--common-draws"] if args.common_draws else []
                 try:
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                     row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else \
-                        {"n": n, "critic": form, "share_params": share, "error": out.stderr.strip()[-300:]}
+                        {"n": n, "critic": form, "share_params": share, "common_draws": args.common_draws,
+                         "error": out.stderr.strip()[-300:]}
                 except subprocess.TimeoutExpired:
-                    row = {"n": n, "critic": form, "share_params": share, "error": f"over {args.timeout:.0f}s"}
+                    row = {"n": n, "critic": form, "share_params": share, "common_draws": args.common_draws,
+                           "error": f"over {args.timeout:.0f}s"}
                 rows.append(row)
-                print(f"N={n:<3} {form:<11} share={'yes' if share else 'no ':<4} " +
+                print(f"N={n:<3} {form:<11} share={'yes' if share else 'no ':<4} "
+                      f"{'common draws ' if args.common_draws else ''}" +
                       (f"{row['ms']:9.1f} ms/step  peak RSS {row['peak_rss_mb']:8.0f} MB" if "ms" in row
                        else row["error"]), flush=True)
                 if args.out:  # resumable: each finished configuration is kept
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(rows, indent=1) + "\n")
-    print("\n| N | critic | share | ms/step | x faster than mlp | peak RSS (MB) |\n|---|---|---|---|---|---|")
-    for r in sorted((r for r in rows if "ms" in r), key=lambda r: (r["n"], r["share_params"], r["critic"])):
+    print("\n| N | critic | share | draws | ms/step | x faster than mlp (per-ego draws) | peak RSS (MB) |\n"
+          "|---|---|---|---|---|---|---|")
+    for r in sorted((r for r in rows if "ms" in r),
+                    key=lambda r: (r["n"], r["share_params"], r["critic"], r.get("common_draws", False))):
         ref = next((m["ms"] for m in rows if m.get("critic") == "mlp" and m["n"] == r["n"] and "ms" in m
-                    and m["share_params"] == r["share_params"]), None)
+                    and m["share_params"] == r["share_params"] and not m.get("common_draws", False)), None)
         speed = f"{ref / r['ms']:.1f}" if ref else "-"
-        print(f"| {r['n']} | {r['critic']} | {'yes' if r['share_params'] else 'no'} | {r['ms']:.1f} | {speed} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        draws = "common" if r.get("common_draws", False) else "per-ego"
+        print(f"| {r['n']} | {r['critic']} | {'yes' if r['share_params'] else 'no'} | {draws} | {r['ms']:.1f} | "
+              f"{speed} | {r['peak_rss_mb']:.0f} |")
     print("\ngrowth exponent k (ms ~ N^k, N = 6..48):")
     for form in args.critics:
         for share in shares:
-            k = growth(rows, form, share)
+            k = growth(rows, form, share, args.common_draws)
             print(f"  {form:<11} share={'yes' if share else 'no'}: {'-' if k is None else f'{k:.2f}'}")
 
 

@@ -143,11 +143,14 @@ class AttentionCritics(_Form):
     actions enter Q_i differentiably, as eq. 9 needs. Left out of MAAC: the 1e-3 penalty on the attention
     logits and the 1/n scaling of shared modules' gradients (they would change the loss).
 
-    Cost: when every ego sees its own joint action (the actor step of eq. 9), agent i's view of agent j's
-    embedding differs per ego; for discrete actions that are one-hot (the others' actions are exact draws or
-    buffer actions in every loss) each agent's embedding, key and value are computed once per action and
-    looked up: n B |A| rows through the H x H projections and n^2 B |A| H for the scores, instead of n^2 B rows
-    through the projections; otherwise (boxes, relaxed actions of the others) every (ego, agent) pair is embedded.
+    Cost: four paths give the same numbers. One joint action for every ego (the critic loss): each agent's
+    embedding, key and value once, n B rows through the H x H projections. Every ego i != j sees one value of
+    a_j (``--common-draws``, :class:`~pgm_marl.models.distributions.CommonOthers`, and the exact estimator):
+    the same, plus each ego's own embedding for its query and head. Each ego its own draw of a_{-i} (the actor
+    step of eq. 9 by default): agent i's view of agent j's embedding differs per ego; for one-hot actions of
+    the others (exact draws or buffer actions in every loss) each agent's embedding, key and value are computed
+    once per action and looked up: n B |A| rows through the projections and n^2 B |A| H for the scores;
+    otherwise (boxes, relaxed actions of the others) every (ego, agent) pair is embedded, n^2 B rows.
     Measured costs against the other forms: docs/RESULTS.md, "Many agents" (slower than ``mlp`` below about 24
     agents).
     """
@@ -207,8 +210,15 @@ class AttentionCritics(_Form):
         e_rows = e_self.view(2, n, R * B, hid).transpose(1, 2).contiguous()  # [2, M, n, H]
         query = self._heads(e_rows, self.query) * (1.0 / math.sqrt(hid // heads))  # [2, M, heads, n, d], scaled
         eye = torch.eye(n, dtype=torch.bool)
-        if shared:  # e_j is the same for every ego: keys and values once per agent
-            keys, values = self._heads(e_rows, self.key), self._heads(e_rows, self.value)
+        common = None if shared else self._common_others(slots)  # [n, R, B, size]: a_j as every ego i != j sees it
+        if shared or common is not None:  # e_j is the same for every ego i != j: keys and values once per agent
+            if shared:
+                e_others = e_rows
+            else:
+                h_common = torch.bmm(torch.cat([common, common]).reshape(2 * n, -1, common.shape[-1]), w_act)
+                e_others = F.leaky_relu(h_obs + h_common.view(2, n, R, B, hid))
+                e_others = e_others.view(2, n, R * B, hid).transpose(1, 2).contiguous()  # [2, M, n, H]
+            keys, values = self._heads(e_others, self.key), self._heads(e_others, self.value)
             logits = query @ keys.transpose(-1, -2)  # [2, M, heads, i, j]
             summary = logits.masked_fill(eye, -math.inf).softmax(-1) @ values  # [2, M, heads, i, d]
         elif self._one_hot_others(slots):  # lookup: every agent's embedding, key, value per discrete action
@@ -239,6 +249,17 @@ class AttentionCritics(_Form):
         x = torch.cat([e_self.view(2, n, R * B, hid), summary], -1).reshape(2 * n, -1, 2 * hid)
         q = self.head(x).reshape(2 * n, *batch, B)
         return q[:n], q[n:]
+
+    def _common_others(self, slots: torch.Tensor) -> torch.Tensor | None:
+        """Each agent's action as the other egos see it, ``[n, *batch, B, size]``, if every ego i != j sees the same
+        value of a_j (common draws, :class:`~pgm_marl.models.distributions.CommonOthers`, or the exact
+        estimator's one joint sample), else None."""
+        n = self.n
+        source = torch.tensor([1 if j == 0 else 0 for j in range(n)])  # an ego other than j, for each agent j
+        common = slots.movedim(-2, 1)[source, torch.arange(n)]  # [n, *batch, B, size]
+        same = (slots == common.movedim(0, -2).unsqueeze(0)).all(-1)  # [n_ego, *batch, B, n]
+        off = ~torch.eye(n, dtype=torch.bool).view(n, *([1] * (slots.dim() - 3)), n)
+        return common if bool((same | ~off).all()) else None
 
     def _one_hot_others(self, slots: torch.Tensor) -> bool:
         """Whether every agent is discrete and each ego's value of every other agent's action is one-hot."""

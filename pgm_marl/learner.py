@@ -18,6 +18,7 @@ round's own episodes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pyro
 import torch
@@ -36,18 +37,30 @@ from .critics import make_critic
 from .networks import Actors, Sharing, polyak_update
 from .replay import ReplayMemory
 
-__all__ = ["Learner", "ReinforceLearner", "TrainedPolicies", "make_learner", "action_spaces"]
+__all__ = ["Learner", "ReinforceLearner", "TrainedPolicies", "make_learner", "action_spaces", "run_algorithms"]
 
 
 def make_learner(spec, cfg):
     """The learner the algorithms call for: off-policy with critics, or on-policy without (reinforce-elbo)."""
-    algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+    algorithms = run_algorithms(spec, cfg)
     critics = {a.critic for a in algorithms}
     if len(critics) > 1:
         raise UserError(f"--algo {cfg.algo!r} mixes critic-free (reinforce-elbo) and critic-based algorithms; "
                         "accepted: all agents with a critic, or all without")
     cls = Learner if critics == {True} else ReinforceLearner
     return cls(spec, cfg, algorithms=algorithms)
+
+
+def run_algorithms(spec, cfg) -> list:
+    """Each agent's algorithm: ``--algo`` (a preset, or one per team) with ``--common-draws`` applied
+    (``Algorithm.draws``; a combination it does not apply to is a one-line error)."""
+    algorithms = parse_algo_spec(cfg.algo, spec.teams, spec.agents)
+    if not getattr(cfg, "common_draws", False):
+        return algorithms
+    try:
+        return [dataclasses.replace(a, draws="common") for a in algorithms]
+    except ValueError as err:
+        raise UserError(f"--common-draws with --algo {cfg.algo}: {err}") from None
 
 
 def action_spaces(spec, algorithms) -> ActionSpaces:
@@ -76,7 +89,7 @@ class TrainedPolicies:
     ``act`` is theirs."""
 
     def __init__(self, spec, cfg, algorithms=None):
-        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
+        self.algorithms = list(algorithms or run_algorithms(spec, cfg))
         self.spaces = action_spaces(spec, self.algorithms)
         self.actors = make_actors(spec, self.spaces, self.algorithms, cfg, parameter_sharing(spec, cfg))
         self.others = make_others(spec, self.spaces, self.algorithms, cfg)  # q_i: acting imagines a_{-i}
@@ -130,7 +143,7 @@ class Learner:
     def __init__(self, spec, cfg, actors=None, critic=None, algorithms=None, others=None):
         keep_freed_memory()  # batch-1024 activations are reused, not page-faulted in anew each step
         self.spec, self.cfg = spec, cfg
-        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
+        self.algorithms = list(algorithms or run_algorithms(spec, cfg))
         if any(not a.critic for a in self.algorithms):
             raise ValueError(f"--algo {cfg.algo!r}: critic-free algorithms train with ReinforceLearner")
         self.spaces = action_spaces(spec, self.algorithms)
@@ -263,7 +276,7 @@ class ReinforceLearner:
 
     def __init__(self, spec, cfg, algorithms=None):
         self.spec, self.cfg = spec, cfg
-        self.algorithms = list(algorithms or parse_algo_spec(cfg.algo, spec.teams, spec.agents))
+        self.algorithms = list(algorithms or run_algorithms(spec, cfg))
         self.spaces = action_spaces(spec, self.algorithms)
         # > 0: checked there
         self.alpha = torch.tensor(temperatures(self.algorithms, cfg.task, cfg.alpha, spec.n_agents))

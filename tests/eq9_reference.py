@@ -17,12 +17,15 @@ from pgm_marl.inference.actor import frozen
 __all__ = ["eq9_actor_loss"]
 
 
-def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, relax: float = 1.0) -> torch.Tensor:
+def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, relax: float = 1.0,
+                   common: bool = False) -> torch.Tensor:
     r"""Eq. 9 per agent, ``[n]``: ``E_s E_{a~pi}[alpha_i log pi_i(a_i|o_i) - Q_i(s, a)] + alpha_i log|A_i|``.
 
     Agent i's critic sees its own relaxed sample (with gradient), the other agents' exact one-hot samples
     (argmax of the same Gumbel noise; ``resample_all[i]``) or their buffer actions (MADDPG). Draws the Gumbel noise in the same order and shape
     as the Pyro guide (one ``[B, n, A_j]`` draw per agent), so with the same seed both agree exactly.
+    ``common``: every ego but j reads one exact draw of a_j, the one drawn for the lowest such ego (common random
+    numbers across the egos, ``--common-draws``).
     """
     dims = actors.param_dims
     n, batch = len(dims), state.shape[0]
@@ -33,6 +36,9 @@ def eq9_actor_loss(actors, critic, state, buffer_actions, alpha, resample_all, r
         y = RelaxedOneHotCategorical(torch.tensor(relax), logits=lj.unsqueeze(1).expand(batch, n, d)).rsample()
         own = torch.arange(n) == j
         y = torch.where(own[None, :, None], y, torch.nn.functional.one_hot(y.detach().argmax(-1), d).to(y.dtype))
+        if common:
+            first_other = 1 if j == 0 else 0
+            y = torch.cat([y[:, e : e + 1] if e == j else y[:, first_other : first_other + 1] for e in range(n)], 1)
         keep = ~(resample_all | own)  # egos that read a_j from the buffer
         y = torch.where(keep[None, :, None], buffer_actions[j].unsqueeze(1), y)
         ys.append(torch.where(own[None, :, None], y, y.detach()))

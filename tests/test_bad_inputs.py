@@ -68,6 +68,7 @@ CASES = [
     ("train --out {run}", "already holds a checkpoint"),
     ("train --out {run} --resume --seed 3", "seed=3 differs"),
     ("train --out {run} --resume --critic attention", "critic='attention' differs"),
+    ("train --out {run} --resume --common-draws", "common_draws=True differs"),
     ("train --out {tmp}/nothing_here --resume", "no run folder at --out"),
     ("train --out {no_ckpt} --resume", "no checkpoint at"),
     ("train --out {bad_keys} --resume", "lacks learner, buffer, config, timing, rng, counters"),
@@ -117,6 +118,8 @@ CASES = [
                                    "names, got 'x'"),
     ("train --task predator_prey --algo predators=masac", "no algorithm for team(s) prey"),
     ("train --algo nope", "unknown algorithm 'nope'"),
+    ("train --algo masac-optimistic --common-draws", "--common-draws with --algo masac-optimistic: draws='common' "
+                                                     "with others='inferred', guide='optimistic'"),
     # alpha's range, checked once (inference.variants.temperatures), per algorithm
     ("train --algo reinforce-elbo --alpha 0", "--alpha 0.0 is not a valid temperature for reinforce-elbo; "
                                               "accepted: a finite number > 0 (eq. 3 divides by it)"),

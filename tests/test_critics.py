@@ -80,23 +80,30 @@ def _swap_inputs(state, joint, j, k, obs=4, actions=3):
     return s, a
 
 
-@pytest.mark.parametrize("path", ["shared", "lookup", "pairs"])
+@pytest.mark.parametrize("path", ["shared", "common", "lookup", "pairs"])
 def test_attention_is_invariant_to_the_order_of_the_other_agents(path, monkeypatch):
     """Exchanging two other agents (their inputs and their per-agent parameters) leaves Q_i unchanged and
-    exchanges their own Q, on each of the three paths (shared joint; per-ego with one-hot lookups; every
-    (ego, agent) pair embedded). An attention that depended on the agents' order, or a path that looked up
-    the wrong agent's action, fails."""
+    exchanges their own Q, on each of the four paths (shared joint; one draw of the others for every ego; each
+    ego its own draw, with one-hot lookups; every (ego, agent) pair embedded). An attention that depended on the
+    agents' order, or a path that looked up the wrong agent's action, fails."""
     n, B = 4, 6
     torch.manual_seed(1)
     critic = AttentionCritics((4,) * n, [3] * n, hidden=16)
     if path == "pairs":
         monkeypatch.setattr(AttentionCritics, "_one_hot_others", lambda self, slots: False)
+    if path == "common":
+        monkeypatch.setattr(AttentionCritics, "_one_hot_others", _never)
     state = torch.randn(B, 4 * n)
-    _, joint = one_hot_joint(n, B, seed=2)
-    view = (lambda x: x.expand(n, *x.shape)) if path == "shared" else (lambda x: per_ego(x, n))
-    q, _ = critic(state, view(joint))
+    if path == "shared":
+        joint = one_hot_joint(n, B, seed=2)[1].expand(n, B, 3 * n)
+    elif path == "common":
+        joint = _common_joint(n, B, 3)
+    else:  # each ego its own joint sample
+        joint = torch.stack([one_hot_joint(n, B, seed=20 + i)[1] for i in range(n)])
     s2, j2 = _swap_inputs(state, joint, 1, 3)
-    q_swapped, _ = _swap_agents(critic, 1, 3)(s2, view(j2))
+    j2 = j2[0].expand(n, B, 3 * n) if path == "shared" else j2[[0, 3, 2, 1]]  # ego 1's view is now ego 3's
+    q, _ = critic(state, joint)
+    q_swapped, _ = _swap_agents(critic, 1, 3)(s2, j2)
     torch.testing.assert_close(q_swapped[[0, 2]], q[[0, 2]])
     torch.testing.assert_close(q_swapped[[1, 3]], q[[3, 1]])
 
@@ -156,28 +163,54 @@ def _attention_reference(critic, state, joint):
     return out
 
 
-@pytest.mark.parametrize("path", ["shared", "lookup", "pairs"])
+def _never(self, slots):
+    raise AssertionError("the common path was not taken")
+
+
+def _common_joint(n, B, actions, batch=(), seed=6):
+    """One one-hot draw of every a_j shared by the egos i != j; each ego's own action relaxed (its own value):
+    the actor step's joint action under ``--common-draws``, and the exact estimator's layout."""
+    joint = one_hot_joint(n, B * max(1, len(batch) and batch[0]), seed=seed)[1].reshape(*batch, B, n * actions)
+    joint = joint.expand(n, *joint.shape).clone()
+    g = torch.Generator().manual_seed(seed + 1)
+    for i in range(n):
+        joint[i, ..., i * actions:(i + 1) * actions] = torch.rand(*batch, B, actions, generator=g).softmax(-1)
+    return joint
+
+
+@pytest.mark.parametrize("path", ["shared", "common", "lookup", "pairs"])
 @pytest.mark.parametrize("batch", [(), (2,)])
 def test_attention_equals_the_agent_by_agent_formula(path, batch, monkeypatch):
-    """Each of the three code paths (and the exact estimator's extra batch dimension) computes the attention
-    critic as written in its docstring, checked against loops over agents and heads: a wrong head split, key or
-    value, a missing scale or a mixed-up ego/agent index fails."""
+    """Each of the four code paths (and the exact estimator's extra batch dimension) computes the attention
+    critic as written in its docstring, value and gradient in each ego's own action (what eq. 9 differentiates),
+    checked against loops over agents and heads: a wrong head split, key or value, a missing scale, a
+    mixed-up ego/agent index, or common keys read from an ego's own (relaxed) action fail."""
     n, B, actions = 4, 5, 3
     torch.manual_seed(3)
     critic = AttentionCritics((4, 4, 3, 4), [3] * n, hidden=16)
     state = torch.randn(B, 15)
     if path == "pairs":
         monkeypatch.setattr(AttentionCritics, "_one_hot_others", lambda self, slots: False)
+    if path == "common":
+        monkeypatch.setattr(AttentionCritics, "_one_hot_others", _never)
     if path == "shared":
         joint = one_hot_joint(n, B, seed=4)[1].expand(*batch, B, n * actions)
         joint = joint.expand(n, *joint.shape)
+    elif path == "common":
+        joint = _common_joint(n, B, actions, batch)
     else:
         joint = torch.stack([one_hot_joint(n, B * max(1, len(batch) and batch[0]), seed=5 + i)[1]
                              for i in range(n)]).reshape(n, *batch, B, n * actions)
         joint[0, ..., :actions] = torch.rand(*batch, B, actions).softmax(-1)  # ego 0's own action relaxed
+    joint = joint.detach().requires_grad_()
     q1, q2 = critic(state, joint)
     ref = _attention_reference(critic, state, joint)
     torch.testing.assert_close(torch.stack([q1, q2]), ref, rtol=1e-5, atol=1e-5)
+    if path != "shared":  # (the shared path is the critic loss's: no gradient in the actions)
+        own = torch.block_diag(*[torch.ones(1, actions)] * n).bool().view(n, *([1] * (len(batch) + 1)), -1)
+        grad, = torch.autograd.grad((q1 + q2).sum(), joint)
+        grad_ref, = torch.autograd.grad(ref.sum(), joint)
+        torch.testing.assert_close(grad.masked_fill(~own, 0), grad_ref.masked_fill(~own, 0), rtol=1e-5, atol=1e-5)
 
 
 def test_mean_field_reads_the_others_only_through_their_mean():
@@ -349,6 +382,39 @@ def test_every_critic_preset_trains_with_every_form(form, algo, box):
     out = learner.learn()
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.critic.parameters()))
+
+
+@pytest.mark.parametrize("box", [False, True])
+def test_common_draws_share_each_agents_draw_among_the_other_egos(box, monkeypatch):
+    """``--common-draws`` in a real actor step (attention, discrete and Box actions): the critic sees, for each
+    agent j, one value of a_j at every ego i != j, and at ego j the same own action as with per-ego draws (same
+    random numbers); a full gradient step stays finite. Sharing the ego's own row, or drawing the others anew,
+    fails."""
+    from pgm_marl.models.worlds import CriticWorld
+    seen = []
+    original = CriticWorld.log_likelihood
+    monkeypatch.setattr(CriticWorld, "log_likelihood",
+                        lambda self, s, actions, egos, t: seen.append([a.detach() for a in actions])
+                        or original(self, s, actions, egos, t))
+    views = {}
+    for common in (False, True):
+        cfg = TrainConfig(task="cooperative_navigation", critic="attention", common_draws=common, hidden=16,
+                          batch_size=16, buffer_size=64, env_kwargs="continuous_actions=True" if box else None,
+                          progress=False, tensorboard=False)
+        learner = _filled_learner(cfg)
+        batch = learner.memory.sample()
+        torch.manual_seed(5)
+        learner.loss.actor_terms(batch)
+        views[common] = seen.pop()  # per agent j: [B, n_ego, size]
+        out = learner.learn()
+        assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    n = len(views[True])
+    for j, (per_ego, shared) in enumerate(zip(views[False], views[True])):
+        others = [e for e in range(n) if e != j]
+        assert all(torch.equal(shared[:, e], shared[:, others[0]]) for e in others)
+        assert not torch.equal(per_ego[:, others[0]], per_ego[:, others[1]])  # (per-ego draws do differ)
+        torch.testing.assert_close(shared[:, j], per_ego[:, j])
+        assert not torch.equal(shared[:, j], shared[:, others[0]])
 
 
 def _filled_learner(cfg, steps=5):

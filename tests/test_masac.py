@@ -19,9 +19,9 @@ def one_hot_actions(actions, action_counts):
     return [torch.nn.functional.one_hot(actions[:, j], d).float() for j, d in enumerate(action_counts)]
 
 
-def _cfg(task, algo="masac", alpha=None, hidden=32):
+def _cfg(task, algo="masac", alpha=None, hidden=32, common_draws=False):
     return SimpleNamespace(algo=algo, seed=0, hidden=hidden, precision="float32", task=task, gamma=0.95, alpha=alpha,
-                           lr=0.01, tau=0.01)
+                           lr=0.01, tau=0.01, common_draws=common_draws)
 
 
 def _batch(spec, size=64, seed=0):
@@ -121,6 +121,56 @@ def test_pyro_actor_loss_equals_closed_form_eq9(tag, algo):
     assert torch.allclose(pyro_loss, ref, atol=1e-5)
     for a, b in zip(g_pyro, g_ref):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["masac", "predators=masac,prey=maddpg", "masac-auto"])
+def test_common_draws_equal_closed_form_eq9_with_one_draw_of_each_agent(tag, algo):
+    """``--common-draws``: value and gradient of the Pyro actor loss equal eq. 9 written out with one draw of each
+    a_j for all egos but j (same noise); they differ from the per-ego draws' (so the option acts), and each
+    agent's own relaxed action is the per-ego draw's (same random numbers). A common draw taken from the ego's
+    relaxed sample, or one carrying gradient into another ego's parameters, fails."""
+    learner = Learner(tag, _cfg("predator_prey", algo, common_draws=True))
+    assert all(a.draws == "common" for a in learner.algorithms)
+    batch, loss = _batch(tag), learner.loss
+    buffer = one_hot_actions(batch.actions, tag.action_counts)
+    torch.manual_seed(11)
+    pyro_loss = -loss.actor_terms(batch)["alpha_elbo"]
+    g_pyro = torch.autograd.grad(pyro_loss.sum(), list(learner.actors.parameters()))
+    torch.manual_seed(11)
+    ref = eq9_actor_loss(learner.actors, learner.critic, batch.state, buffer, loss.alpha(), loss.resample_all,
+                         common=True)
+    g_ref = torch.autograd.grad(ref.sum(), list(learner.actors.parameters()))
+    torch.testing.assert_close(pyro_loss, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_pyro, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(11)
+    per_ego = eq9_actor_loss(learner.actors, learner.critic, batch.state, buffer, loss.alpha(), loss.resample_all)
+    resampling = loss.resample_all.nonzero().squeeze(-1)
+    assert not torch.allclose(per_ego[resampling], ref[resampling], atol=1e-4)
+
+
+def test_common_draws_keep_each_agents_gradient_in_expectation(comm):
+    """Common random numbers across the egos leave each ELBO_i's estimator unchanged in distribution: the mean
+    actor gradient over many draws equals the per-ego draws' within their standard errors (with one network
+    per agent each agent's gradient is its own ELBO's). Common draws that were relaxed, or biased towards one
+    action, fail."""
+    per_ego = Learner(comm, _cfg("cooperative_communication", hidden=16))
+    common = Learner(comm, _cfg("cooperative_communication", hidden=16, common_draws=True))
+    common.actors.load_state_dict(per_ego.actors.state_dict())
+    common.critic.load_state_dict(per_ego.critic.state_dict())
+    batch = _repeat(_batch(comm, size=4), 500)
+    flat = lambda gs: torch.cat([g.flatten() for g in gs])  # noqa: E731
+
+    def mean_and_se(learner, chunks=20):
+        ps = list(learner.actors.parameters())
+        grads = torch.stack([flat(torch.autograd.grad(-learner.loss.actor_terms(batch)["alpha_elbo"].sum(), ps))
+                             for _ in range(chunks)])
+        return grads.mean(0), grads.std(0) / chunks ** 0.5
+
+    torch.manual_seed(0)
+    g_per_ego, se_per_ego = mean_and_se(per_ego)
+    g_common, se_common = mean_and_se(common)
+    assert torch.all((g_per_ego - g_common).abs() < 4 * (se_per_ego ** 2 + se_common ** 2).sqrt() + 1e-6)
 
 
 def test_losses_are_isolated(comm):
@@ -253,6 +303,11 @@ def test_bad_algorithm_specs_are_refused(tag):
         Algorithm("x", resample="some")
     with pytest.raises(ValueError, match="temperature='hot'"):  # the kind only: a number's range is temperatures'
         Algorithm("x", temperature="hot")
+    with pytest.raises(ValueError, match="draws='shared'.*accepted: per-ego, common"):
+        Algorithm("x", draws="shared")
+    for preset in ("masac-inferred", "masac-optimistic", "reinforce-elbo"):  # nothing to share, or no actor step
+        with pytest.raises(ValueError, match="draws='common' .* is not available"):
+            dataclasses.replace(PRESETS[preset], draws="common")
     algos = parse_algo_spec("predators=masac,prey=maddpg", tag.teams, tag.agents)
     assert [a.name for a in algos] == ["masac"] * 3 + ["maddpg"]
 

@@ -57,7 +57,7 @@ class NeuralPolicies:
 
 
 def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, resample_all,
-                relax=1.0, policies=None, guide=None) -> dict[str, torch.Tensor]:
+                relax=1.0, policies=None, guide=None, common_others=False) -> dict[str, torch.Tensor]:
     r"""Eq. 9 for every agent, read off the Pyro traces: terms ``[n]`` named by what they hold.
 
     .. math::
@@ -72,7 +72,8 @@ def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, res
     ``resample_all[i]``: agent i's step draws a_{-i} afresh (MA-SAC) or reads the buffer's (MADDPG);
     ``buffer_actions``: each agent's buffer action as a site value; ``relax``: the Gumbel-softmax relaxation of
     discrete actions, one number or one per agent. Only a_i is relaxed in agent i's terms; the others' resampled
-    actions are exact draws, as they carry no gradient there.
+    actions are exact draws, as they carry no gradient there. ``common_others`` (one flag or one per agent j):
+    one draw of a_j read by every ego but j (:class:`~pgm_marl.models.distributions.CommonOthers`).
 
     ``policies`` / ``guide``: another policies object and guide for the same model (default: the actors as
     every ego sees them, :class:`NeuralPolicies`, and eq. 4's :func:`policy_guide`): each ego's own model of the
@@ -85,7 +86,7 @@ def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, res
     with frozen(critic):
         terms = elbo_particles(temper_actions(agent_model, alpha), temper_actions(guide or policy_guide, alpha),
                                world, policies, agent=None, alpha=1.0, estimator="reparam", relax=relax,
-                               hard_others=True)
+                               hard_others=True, common_others=common_others)
     return {"expected_q": terms["log_likelihood"], "alpha_log_prior": terms["log_prior"],
             "alpha_log_policy": terms["log_policy"], "alpha_kl_others": -terms["env"], "alpha_elbo": terms["elbo"]}
 

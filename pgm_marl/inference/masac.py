@@ -54,6 +54,11 @@ class MASACLoss(nn.Module):
         self.register_buffer("fixed_alpha", init)
         self.register_buffer("resample_all", torch.tensor([a.resample == "all" for a in algorithms]))
         self.register_buffer("exact", torch.tensor([a.estimator == "exact" for a in algorithms]))
+        self.common = [a.draws == "common" for a in algorithms]  # agent j's a_j: one draw for every other ego
+        if any(self.common) and others is not None:
+            raise ValueError("draws='common' needs every agent to read the others' own policies (others='given', "
+                             "the factorized guide): an agent with its own model of the others reads a_j from it; "
+                             "accepted: draws='per-ego' in such a run")
         self.register_buffer("target_entropy", torch.tensor([s.target_entropy(a.target_entropy) for a, s in
                                                              zip(algorithms, action_spaces)]))
 
@@ -94,7 +99,7 @@ class MASACLoss(nn.Module):
             policies, guide = (None, None) if self.others is None else (self.others.policies(self.actors),
                                                                         self.others.guide)
             terms = actor_terms(self.actors, self.critic, self.spaces, batch.state, buffer_actions, alpha,
-                                self.resample_all, relax, policies, guide)
+                                self.resample_all, relax, policies, guide, self.common)
         if self.exact.any():
             if self.others is None:
                 joint, _ = self._sample(self.actors, batch.state)

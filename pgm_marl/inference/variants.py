@@ -101,6 +101,15 @@ class Algorithm:
             pi_i(a_i | o_i, a_{-i}); the model keeps its prior over a_{-i}, whose KL to q_i enters the ELBO;
             Tian et al. 2019; :mod:`pgm_marl.inference.optimistic`). Needs a critic, the reparam estimator,
             resample "all" and a temperature that is not learned.
+        draws: how agent j's action is drawn for the other egos in the actor step of eq. 9, where every agent's
+            model is unrolled side by side (the ego plate): ``"per-ego"`` (each ego i != j its own draw of a_j,
+            the plate's independent models) or ``"common"`` (one draw of a_j per transition, read by every ego
+            i != j: common random numbers, :class:`~pgm_marl.models.distributions.CommonOthers`). Each ELBO_i's
+            estimator is the same in distribution either way, and so is each agent's gradient with one network
+            per agent; only the egos' draws become dependent. It makes the attention critic read each agent's
+            (o_j, a_j) once per transition instead of once per ego (README, Critic forms). No effect where a_{-i}
+            are the buffer's (resample "self") or drawn once already (estimator "exact"); needs others "given"
+            and the factorized guide (an ego's own model of the others has no draw to share).
     """
 
     name: str
@@ -116,6 +125,7 @@ class Algorithm:
     opponent_entropy: float = 1e-3
     opponent_data: str = "latest"
     guide: str = "factorized"
+    draws: str = "per-ego"
 
     def __post_init__(self):
         checks = {
@@ -125,6 +135,7 @@ class Algorithm:
             "others": (self.others, ("given", "inferred")),
             "opponent_data": (self.opponent_data, ("latest", "uniform")),
             "guide": (self.guide, ("factorized", "optimistic")),
+            "draws": (self.draws, ("per-ego", "common")),
         }
         for field, (value, accepted) in checks.items():
             if value not in accepted:
@@ -153,6 +164,11 @@ class Algorithm:
             if self.guide == "optimistic" and getattr(self, field) != needed:
                 raise ValueError(f"guide='optimistic' with {field}={getattr(self, field)!r} is not implemented; "
                                  f"accepted with guide='optimistic': {field}={needed!r}")
+        if self.draws == "common" and (self.others != "given" or self.guide != "factorized" or not self.critic):
+            raise ValueError(f"draws='common' with others={self.others!r}, guide={self.guide!r}, critic={self.critic} "
+                             "is not available (each ego's own model of the others has no draw to share; without a "
+                             "critic there is no actor step); accepted with draws='common': others='given', "
+                             "guide='factorized', critic=True")
         if self.guide == "optimistic" and self.temperature == "learned":
             raise ValueError("guide='optimistic' with temperature='learned' is not implemented; accepted with "
                              "guide='optimistic': a fixed temperature ('paper' or a number)")

@@ -83,7 +83,7 @@ def unroll(world, policies, egos: torch.Tensor, action_dist: Callable, optimalit
 
 
 def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str = "reparam", relax: float = 1.0,
-                hard_others: bool = False) -> None:
+                hard_others: bool = False, common_others=False) -> None:
     """Figure 1 / eq. 2-3: agent ``agent``'s MDP with optimality variables observed at 1.
 
     ``alpha`` is the temperature of eq. 3 (``p(o=1) = exp(r / alpha)``, 1 in the derivation; a number or one per
@@ -92,7 +92,8 @@ def agent_model(world, policies, agent=None, alpha: float = 1.0, estimator: str 
     :func:`~pgm_marl.inference.elbo.temper_actions` instead. ``estimator`` picks the gradient estimator
     (``"reparam"``: pathwise, a relaxed one-hot for discrete actions; ``"score"``) so that the prior and the guide
     live on the same space; ``relax`` is the Gumbel-softmax relaxation of discrete ``"reparam"`` sites (a
-    number, or one per agent). ``hard_others`` only matters to the guide (the model replays its values).
+    number, or one per agent). ``hard_others`` and ``common_others`` only matter to the guide (the model replays
+    its values).
     """
     egos = ego_indices(agent, world.n_agents)
 

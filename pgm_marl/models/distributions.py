@@ -5,6 +5,8 @@
 * :class:`Optimality` -- the optimality variable of eq. 3, ``p(o = 1 | s, a) = exp(l)``.
 * :class:`PartlyHard`, :class:`Replayed`, :class:`Recorded` -- the guide's exact draws of the other agents'
   actions, buffer actions (MADDPG) and recorded on-policy actions, around any action distribution.
+* :class:`CommonOthers` -- one draw of agent j's action read by every ego but j (common random numbers across
+  the ego plate).
 * :class:`SimulatorStep` -- a black-box dynamics factor (an MPE simulator step): identical in model and guide,
   so it cancels in the ELBO (point (i) after eq. 4) and is given log-density 0.
 """
@@ -14,8 +16,8 @@ import torch
 from pyro.distributions import OneHotCategorical, TorchDistribution, constraints
 from torch.distributions.utils import clamp_probs
 
-__all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "Optimality", "SimulatorStep", "Replayed", "action_distribution",
-           "Recorded", "harden", "ESTIMATORS"]
+__all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "CommonOthers", "Optimality", "SimulatorStep", "Replayed",
+           "action_distribution", "Recorded", "harden", "ESTIMATORS"]
 
 #: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
 #: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
@@ -101,6 +103,60 @@ class PartlyHard(TorchDistribution):
     def rsample(self, sample_shape=torch.Size()):
         y = self.base.rsample(sample_shape)
         return torch.where(self.hard.unsqueeze(-1), harden(y.detach()), y)
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+
+class CommonOthers(TorchDistribution):
+    """``base`` (agent j's action site under the ego plate, one value per ego) with one draw shared by the egos.
+
+    The egos' models side by side under ``pyro.plate("ego")`` are separate objectives (ELBO_i for each i), so
+    each is estimated as well when every ego ``i != j`` reads the same draw of a_j: common random numbers across
+    the plate. Each ego's estimator keeps its distribution (its a_{-i} are still independent draws from
+    pi_{-i}); only the draws of different egos become dependent. The ego's own row (``is_ego``, ``[n_ego]``) is
+    ``base``'s own sample, unchanged (relaxed, with its gradient); every other row takes the first other row's
+    sample (an exact draw under :class:`PartlyHard`). Random numbers are drawn as by ``base``, so the egos'
+    own actions are those of the per-ego draws. What it buys: a critic that sees the same a_{-i} for every ego
+    reads each agent's (o_j, a_j) once per transition (the attention critic, :mod:`pgm_marl.critics`).
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base, is_ego: torch.Tensor, validate_args=None):
+        self.base, self.is_ego = base, is_ego
+        others = (~is_ego).nonzero()
+        self.source = int(others[0, 0]) if len(others) else None  # the row every other ego reads
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def has_rsample(self):
+        return self.base.has_rsample
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def expand(self, batch_shape, _instance=None):
+        return CommonOthers(self.base.expand(batch_shape), self.is_ego)
+
+    def _share(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.is_ego.unsqueeze(-1), x, x.narrow(-2, self.source, 1))  # ego dim: -2 of a value
+
+    def _common(self, y: torch.Tensor) -> torch.Tensor:
+        if self.source is None:
+            return y
+        out = self._share(y)
+        u = getattr(y, "_presquash", None)  # a squashed draw's pre-image travels with it (SquashedGaussian)
+        if u is not None:
+            out._presquash = self._share(u)
+        return out
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self._common(self.base.rsample(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()):
+        return self._common(self.base.sample(sample_shape))
 
     def log_prob(self, value):
         return self.base.log_prob(value)

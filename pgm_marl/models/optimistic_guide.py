@@ -98,15 +98,19 @@ class OwnOrImagined(TorchDistribution):
 
 
 def optimistic_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str = "reparam", relax=1.0,
-                     hard_others: bool = False) -> None:
+                     hard_others: bool = False, common_others=False) -> None:
     r"""Eq. 5's variational distribution replaced: q_i(a_{-i} | o_i) pi_i(a_i | o_i, a_{-i}) per step, with the
     world's own dynamics (the module docstring).
 
     The arguments are :func:`~pgm_marl.models.guide.policy_guide`'s. Per step: every ego's imagined a_{-e}
     (:meth:`imagine`: drawn from q_e; rows of egos with the factorized guide draw from their model of the
     others, exactly where ``hard_others``), then each ego's own a_e ~ pi_e(. | o_e, a_{-e}) (relaxed). Only
-    ego e's parameters (theta_e, and q_e's) receive gradients from ego e's rows.
+    ego e's parameters (theta_e, and q_e's) receive gradients from ego e's rows. Each ego imagines its own
+    a_{-e}, so there is no draw the egos could share: ``common_others`` is refused.
     """
+    if any(common_others if isinstance(common_others, (list, tuple)) else [common_others]):
+        raise ValueError("optimistic_guide: each ego imagines its own a_{-e}, so common_others is not available; "
+                         "accepted: common_others=False")
     egos = ego_indices(agent, world.n_agents)
     with world.plate():
         s = pyro.sample("s_0", world.initial(), infer={"kind": "state", "t": 0})
