@@ -102,8 +102,8 @@ class TrainConfig:
                             "input tells them apart); off: one network per agent, the paper's setting")
     common_draws: bool = _f(False, "in the actor step (eq. 9), draw each agent's action once per transition for all "
                             "the other agents' updates (common random numbers) instead of once per agent: each "
-                            "agent's update keeps its distribution; the attention critic gets 2-3x cheaper at 24+ "
-                            "agents (README, Critic forms); off: the paper's independent draws")
+                            "agent's update keeps its distribution; the attention critic's step gets 1.3-2x "
+                            "cheaper at 12-48 agents (README, Critic forms); off: the paper's independent draws")
     replay_dtype: str = _f("float32", "dtype the replay buffer stores observations in: float32, or float16 / "
                            "bfloat16 (half the memory for many agents; each stored observation is rounded to 11 / "
                            "8 significant bits)")
