@@ -45,7 +45,7 @@ grid() {  # $1 = out folder, rest = flags; seed 0 first, then seeds 1-2 (same fo
 for stage in $STAGES; do
   case $stage in
     n3) grid "$OUT/n3" --task cooperative_navigation --critic attention "${FORMS[@]}"  # (per-ego attention)
-        grid "$OUT/n3/common" --task cooperative_navigation "${ATTENTION[@]}" ;;
+        grid "$OUT/n3/common" --task cooperative_navigation --critic attention --common-draws --name-by critic ;;
     n12) grid "$OUT/n12/noshare" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --no-share-params
          grid "$OUT/n12/share" --task cooperative_navigation --env-kwargs N=12 "${FORMS[@]}" --share-params
          grid "$OUT/n12/share" --task cooperative_navigation --env-kwargs N=12 "${ATTENTION[@]}" --share-params
