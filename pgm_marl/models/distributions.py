@@ -108,7 +108,21 @@ class PartlyHard(TorchDistribution):
         return self.base.log_prob(value)
 
 
-class CommonOthers(TorchDistribution):
+class _Wrapping(TorchDistribution):
+    """A distribution around ``self.base`` (set by the subclass): its support and reparameterizability."""
+
+    arg_constraints = {}
+
+    @property
+    def has_rsample(self):
+        return self.base.has_rsample
+
+    @property
+    def support(self):
+        return self.base.support
+
+
+class CommonOthers(_Wrapping):
     """``base`` (agent j's action site under the ego plate, one value per ego) with one draw shared by the egos.
 
     The egos' models side by side under ``pyro.plate("ego")`` are separate objectives (ELBO_i for each i), so
@@ -121,21 +135,11 @@ class CommonOthers(TorchDistribution):
     reads each agent's (o_j, a_j) once per transition (the attention critic, :mod:`pgm_marl.critics`).
     """
 
-    arg_constraints = {}
-
     def __init__(self, base, is_ego: torch.Tensor, validate_args=None):
         self.base, self.is_ego = base, is_ego
         others = (~is_ego).nonzero()
         self.source = int(others[0, 0]) if len(others) else None  # the row every other ego reads
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def has_rsample(self):
-        return self.base.has_rsample
-
-    @property
-    def support(self):
-        return self.base.support
 
     def expand(self, batch_shape, _instance=None):
         return CommonOthers(self.base.expand(batch_shape), self.is_ego)
@@ -231,28 +235,18 @@ def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0
     raise ValueError(f"unknown estimator {estimator!r}; accepted: {', '.join(ESTIMATORS)}")
 
 
-class Replayed(TorchDistribution):
+class Replayed(_Wrapping):
     """``base`` where ``mask`` is False; a point mass at the recorded ``value`` (log-density 0) where it is True.
 
     MADDPG's guide for agent i: the other agents' actions are the buffer's, not resampled (section 4.3, last
     paragraph). The same wrapper in the model makes those factors cancel, as the dynamics do.
     """
 
-    arg_constraints = {}
-
     def __init__(self, base, value: torch.Tensor, mask: torch.Tensor, validate_args=None):
         self.base, self.value, self.mask = base, value, mask
         self._drawn = None  # (returned sample, base sample): log_prob of the former reads the latter
         batch = torch.broadcast_shapes(base.batch_shape, value.shape[:-1], mask.shape)
         super().__init__(batch, base.event_shape, validate_args=False)
-
-    @property
-    def has_rsample(self):
-        return self.base.has_rsample
-
-    @property
-    def support(self):
-        return self.base.support
 
     def expand(self, batch_shape, _instance=None):
         return Replayed(self.base.expand(batch_shape), self.value, self.mask)
