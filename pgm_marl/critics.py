@@ -48,13 +48,17 @@ class AgentInputs(nn.Module):
         self.n, self.d_obs, self.size = len(obs_dims), max(obs_dims), max(sizes)
         self.register_buffer("obs_index", observation_index(obs_dims), persistent=False)
         self.register_buffer("slot_index", observation_index(sizes), persistent=False)
+        self.equal_sizes = len(set(sizes)) == 1
 
     def obs(self, state: torch.Tensor) -> torch.Tensor:
         """``state [B, D] -> o [n, B, max d_i]``."""
         return gather_last(state, self.obs_index)
 
     def slots(self, joint: torch.Tensor) -> torch.Tensor:
-        """``joint [n, *batch, B, S] -> [n, *batch, B, n, max size]``: ego i's value of every agent j's action."""
+        """``joint [n, *batch, B, S] -> [n, *batch, B, n, max size]``: ego i's value of every agent j's action (a
+        view of ``joint`` when every agent's action is as wide: no copy of the n^2 B values, none in backward)."""
+        if self.equal_sizes:
+            return joint.unflatten(-1, (self.n, self.size))
         padded = torch.cat([joint, joint.new_zeros(joint.shape[:-1] + (1,))], -1)
         return padded[..., self.slot_index]
 
