@@ -464,3 +464,22 @@ def test_the_actor_step_reads_the_critic_without_training_it(form, algo, monkeyp
                                                           retain_graph=True))  # (the check above can fail)
     for a, b in zip(frozen_grads, torch.autograd.grad(out["loss/actor"], actors)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sizes", [(3, 3, 3), (2, 5, 3)])
+def test_agent_slots_are_each_agents_action_zero_padded(sizes):
+    """``AgentInputs.slots`` against slicing the joint action agent by agent: the equal-width path (a view of the
+    joint action, no copy) and the padded gather must both give ego i's value of a_j at ``[i, ..., j, :]``. A
+    view reshaped (size, n) instead of (n, size), or offsets off by one agent, fails."""
+    from pgm_marl.critics import AgentInputs
+
+    n, S = len(sizes), sum(sizes)
+    inputs = AgentInputs([4] * n, sizes)
+    joint = torch.randn(n, 2, 5, S)  # [n, *batch, B, S]: each ego its own joint action
+    slots = inputs.slots(joint)
+    assert slots.shape == (n, 2, 5, n, max(sizes))
+    offsets = [0, *itertools.accumulate(sizes)]
+    for j, size in enumerate(sizes):
+        torch.testing.assert_close(slots[..., j, :size], joint[..., offsets[j]: offsets[j] + size], rtol=0, atol=0)
+        assert not slots[..., j, size:].any()
+    assert (slots.data_ptr() == joint.data_ptr()) == (len(set(sizes)) == 1)  # a view exactly when widths agree

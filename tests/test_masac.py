@@ -324,6 +324,30 @@ def test_sampled_actions_follow_the_policies(comm):
         assert torch.all(learner.act(obs, deterministic=True)[j] == logits[j, 0, :d].argmax())
 
 
+@pytest.mark.parametrize("relax", [1.0, 0.02])
+def test_relaxed_draw_is_the_gumbel_softmax_of_the_same_noise(relax):
+    """``GumbelSoftmaxPolicy.rsample`` (its softmax written out for speed) against the textbook
+    ``softmax((log pi + g) / tau)`` with the same uniforms, values and gradients; at tau = 0.02 the scaled
+    logits reach hundreds, where an exponential without the max shift overflows (a missing shift fails), and a
+    dropped or misplaced ``/ tau`` fails at either temperature."""
+    from torch.distributions.utils import clamp_probs
+
+    from pgm_marl.models.distributions import GumbelSoftmaxPolicy
+
+    logits = (torch.randn(64, 7, 5, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_()
+    weights = torch.randn(64, 7, 5)
+    torch.manual_seed(1)
+    y = GumbelSoftmaxPolicy(relax, logits).rsample()
+    (grad,) = torch.autograd.grad((y * weights).sum(), logits)
+    torch.manual_seed(1)
+    u = clamp_probs(torch.rand(64, 7, 5))
+    ref = torch.softmax((logits.log_softmax(-1) - (-u.log()).log()) / relax, -1)
+    (ref_grad,) = torch.autograd.grad((ref * weights).sum(), logits)
+    assert torch.isfinite(y).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+
+
 def test_register_refuses_overwrites_unless_asked(monkeypatch):
     from pgm_marl.inference import variants
 
