@@ -10,6 +10,15 @@ and writes ``--out`` (JSON).
 Usage: python benchmarks/bench_critics.py --threads 1 --out benchmarks/results/critics/bench_1thread.json
 ``--common-draws``: the actor step draws each agent's action once for all egos (``TrainConfig.common_draws``);
 rows carry the flag, so both settings can share one ``--out`` file.
+
+``--flops``: count instead of time. One step runs under ``torch.utils.flop_counter.FlopCounterMode`` (torch's own
+count of the matrix products, mm / addmm / bmm / baddbmm, forward and backward; elementwise work is not counted),
+so the table gives GFLOP per step and the FLOP ratio to ``mlp``: the speed-up a form would have if every
+configuration ran its products at the same rate and spent nothing else. Counts do not depend on the machine's
+load; dividing them by an idle timing of the same configuration gives the achieved GFLOP/s.
+
+``--profile``: ``torch.profiler``'s table of one step per configuration (self CPU time per op), to see what a
+step spends besides its products.
 """
 import argparse
 import json
@@ -23,14 +32,13 @@ from pathlib import Path
 FORMS = ("mlp", "attention", "mean-field", "local")
 
 
-def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, common: bool = False) -> dict:
-    """Time ``steps`` gradient steps of one configuration in this process."""
+def setup(n: int, form: str, share: bool, threads: int, batch: int, common: bool = False):
+    """The learner of one configuration and a buffer of ``2 batch`` random transitions."""
     import torch
 
     from pgm_marl.config import TrainConfig
     from pgm_marl.envs import VectorEnv
     from pgm_marl.learner import make_learner
-    from pgm_marl.session import peak_rss_mb
 
     torch.set_num_threads(threads)
     cfg = TrainConfig(task="cooperative_navigation", env_kwargs=f"N={n}", critic=form, share_params=share,
@@ -43,6 +51,28 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, co
                               torch.randint(5, (size, spec.n_agents), generator=gen),
                               torch.randn(size, spec.n_agents, generator=gen),
                               torch.randn(size, spec.state_dim, generator=gen), torch.zeros(size))
+    return learner
+
+
+def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, common: bool = False,
+        flops: bool = False) -> dict:
+    """Time ``steps`` gradient steps of one configuration in this process (or count one step's FLOPs)."""
+    import torch
+
+    from pgm_marl.session import peak_rss_mb
+
+    learner = setup(n, form, share, threads, batch, common)
+    params = sum(p.numel() for p in learner.critic.parameters())
+    row = {"n": n, "critic": form, "share_params": share, "common_draws": common, "batch": batch,
+           "critic_params": params}
+    if flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        learner.update(learner.memory.sample())  # the first step builds what later steps reuse
+        with FlopCounterMode(display=False) as counter:
+            learner.update(learner.memory.sample())
+        by_op = {str(op).split(".")[-1]: c / 1e9 for op, c in counter.get_flop_counts()["Global"].items()}
+        return row | {"gflop": counter.get_total_flops() / 1e9, "gflop_by_op": by_op}
     times = []
     for k in range(steps + 1):
         b = learner.memory.sample()
@@ -51,10 +81,8 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, co
         if k:  # the first step warms up (allocations, MKL)
             times.append(time.perf_counter() - start)
     times.sort()
-    params = sum(p.numel() for p in learner.critic.parameters())
-    return {"n": n, "critic": form, "share_params": share, "common_draws": common, "threads": threads, "batch": batch,
-            "ms": 1000 * times[len(times) // 2], "ms_all": [1000 * t for t in times],
-            "peak_rss_mb": peak_rss_mb(), "critic_params": params}
+    return row | {"threads": threads, "ms": 1000 * times[len(times) // 2], "ms_all": [1000 * t for t in times],
+                  "peak_rss_mb": peak_rss_mb()}
 
 
 def growth(rows, form, share, common=False) -> float | None:
@@ -78,15 +106,33 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--common-draws", action="store_true", help="TrainConfig.common_draws (README, Critic forms)")
+    p.add_argument("--flops", action="store_true", help="count one step's matrix-product FLOPs instead of timing")
+    p.add_argument("--profile", action="store_true",
+                   help="print torch.profiler's table (self CPU time per op) of one step per configuration")
     p.add_argument("--one", nargs=3, metavar=("N", "FORM", "SHARE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         n, form, share = int(args.one[0]), args.one[1], args.one[2] == "yes"
-        print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch, args.common_draws)))
+        print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch, args.common_draws, args.flops)))
         return
+    key = "gflop" if args.flops else "ms"
     shares = {"no": [False], "yes": [True], "both": [False, True]}[args.share]
+    if args.profile:  # in this process, one configuration after another
+        from torch.profiler import profile
+
+        for n in args.agents:
+            for form in args.critics:
+                for share in shares:
+                    learner = setup(n, form, share, args.threads, args.batch, args.common_draws)
+                    learner.update(learner.memory.sample())  # warm-up
+                    with profile() as prof:
+                        learner.update(learner.memory.sample())
+                    print(f"N={n} {form} share={'yes' if share else 'no'} "
+                          f"{'common' if args.common_draws else 'per-ego'} draws, {args.threads} thread(s)")
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), flush=True)
+        return
     rows = json.loads(args.out.read_text()) if args.out and args.out.exists() else []
-    done = {(r["n"], r["critic"], r["share_params"], r.get("common_draws", False)) for r in rows}
+    done = {(r["n"], r["critic"], r["share_params"], r.get("common_draws", False)) for r in rows if key in r}
     print(f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), batch {args.batch}", flush=True)
     for n in args.agents:
         for form in args.critics:
@@ -96,6 +142,7 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--one", str(n), form, "yes" if share else "no",
                        "--threads", str(args.threads), "--steps", str(args.steps), "--batch", str(args.batch)]
                 cmd += ["--common-draws"] if args.common_draws else []
+                cmd += ["--flops"] if args.flops else []
                 try:
                     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                     row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else \
@@ -108,20 +155,26 @@ def main() -> None:
                 print(f"N={n:<3} {form:<11} share={'yes' if share else 'no ':<4} "
                       f"{'common draws ' if args.common_draws else ''}" +
                       (f"{row['ms']:9.1f} ms/step  peak RSS {row['peak_rss_mb']:8.0f} MB" if "ms" in row
-                       else row["error"]), flush=True)
+                       else f"{row['gflop']:9.2f} GFLOP/step" if "gflop" in row else row["error"]), flush=True)
                 if args.out:  # resumable: each finished configuration is kept
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(rows, indent=1) + "\n")
-    print("\n| N | critic | share | draws | ms/step | x faster than mlp (per-ego draws) | peak RSS (MB) |\n"
-          "|---|---|---|---|---|---|---|")
-    for r in sorted((r for r in rows if "ms" in r),
+    if args.flops:
+        print("\n| N | critic | share | draws | GFLOP/step | mlp's / this form's (the FLOP bound on the speed-up) |\n"
+              "|---|---|---|---|---:|---:|")
+    else:
+        print("\n| N | critic | share | draws | ms/step | x faster than mlp (per-ego draws) | peak RSS (MB) |\n"
+              "|---|---|---|---|---|---|---|")
+    for r in sorted((r for r in rows if key in r),
                     key=lambda r: (r["n"], r["share_params"], r["critic"], r.get("common_draws", False))):
-        ref = next((m["ms"] for m in rows if m.get("critic") == "mlp" and m["n"] == r["n"] and "ms" in m
+        ref = next((m[key] for m in rows if m.get("critic") == "mlp" and m["n"] == r["n"] and key in m
                     and m["share_params"] == r["share_params"] and not m.get("common_draws", False)), None)
-        speed = f"{ref / r['ms']:.1f}" if ref else "-"
+        speed = f"{ref / r[key]:.1f}" if ref else "-"
         draws = "common" if r.get("common_draws", False) else "per-ego"
-        print(f"| {r['n']} | {r['critic']} | {'yes' if r['share_params'] else 'no'} | {draws} | {r['ms']:.1f} | "
-              f"{speed} | {r['peak_rss_mb']:.0f} |")
+        print(f"| {r['n']} | {r['critic']} | {'yes' if r['share_params'] else 'no'} | {draws} | " +
+              (f"{r['gflop']:.2f} | {speed} |" if args.flops else f"{r['ms']:.1f} | {speed} | {r['peak_rss_mb']:.0f} |"))
+    if args.flops:
+        return
     print("\ngrowth exponent k (ms ~ N^k, N = 6..48):")
     for form in args.critics:
         for share in shares:
