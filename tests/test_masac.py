@@ -328,8 +328,8 @@ def test_sampled_actions_follow_the_policies(comm):
 def test_relaxed_draw_is_the_gumbel_softmax_of_the_same_noise(relax):
     """``GumbelSoftmaxPolicy.rsample`` (its softmax written out for speed) against the textbook
     ``softmax((log pi + g) / tau)`` with the same uniforms, values and gradients; at tau = 0.02 the scaled
-    logits reach hundreds, where an exponential without the max shift overflows (a missing shift fails), and a
-    dropped or misplaced ``/ tau`` fails at either temperature."""
+    logits reach hundreds, where an exponential without the max shift overflows (a missing shift fails), and
+    there a dropped ``/ tau`` fails too."""
     from torch.distributions.utils import clamp_probs
 
     from pgm_marl.models.distributions import GumbelSoftmaxPolicy
