@@ -116,7 +116,7 @@ def plot(groups: list, out: Path, team: str | None, baseline: float | None, base
             x = g["x"][axis]
             if np.isnan(x).any():
                 raise SystemExit(f"group {g['label']!r}: a run's metrics.csv has no {axis} column")
-            line, = ax.plot(x, mean, label=f"{g['label']} ({len(g['runs'])} seeds)")
+            line, = ax.plot(x, mean, label=f"{g['label']} ({len(g['runs'])} seed{'s' * (len(g['runs']) > 1)})")
             if len(g["runs"]) > 1:
                 ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         if baseline is not None:
