@@ -26,6 +26,7 @@ import torch
 
 from pgm_marl.envs import VectorEnv
 from pgm_marl.evaluate import load_trained
+from pgm_marl.errors import UserError, one_line
 
 OCCUPIED = 0.1  # mpe2 simple_spread benchmark_data: a landmark is occupied if an agent is within 0.1
 
@@ -90,7 +91,10 @@ def main() -> None:
     torch.set_num_threads(1)
     rows, first = [], None
     for run in args.runs:
-        cfg, spec, policies, counters = load_trained(run)
+        try:
+            cfg, spec, policies, counters = load_trained(run)
+        except UserError as err:  # a folder without its checkpoint (git-ignored: a fresh clone has none), ...
+            raise SystemExit(f"{run}: {one_line(err)} (accepted: run folders that still hold checkpoint.pt)")
         if cfg.task != "cooperative_navigation":
             raise SystemExit(f"{run}: task {cfg.task}; accepted: cooperative_navigation runs")
         opts = cfg.env_options()
