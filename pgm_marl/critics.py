@@ -93,12 +93,25 @@ class LocalCritics(_Form):
 
     def forward(self, state: torch.Tensor, joint_actions: torch.Tensor):
         slots = self.inputs.slots(joint_actions)  # [n, *batch, B, n, size]
-        own = self.inputs.own(slots)
-        obs = self.inputs.obs(state)  # [n, B, d_obs]
-        obs = obs.reshape(self.n, *([1] * (own.dim() - obs.dim())), *obs.shape[1:]).expand(*own.shape[:-1], -1)
-        x = torch.cat([obs, own, *self.extra(slots)], -1)
-        q = self.net(torch.cat([x, x])).squeeze(-1)
+        acts = torch.cat([self.inputs.own(slots), *self.extra(slots)], -1)  # [n, *batch, B, d_act]: a few floats
+        q = self.net(None, first=self._first_layer(self.inputs.obs(state), acts)).squeeze(-1)
         return q[: self.n], q[self.n:]
+
+    def _first_layer(self, obs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+        """The first layer of the ``2n`` networks on ``[o_i, acts_i]``, written ``W_o o_i + W_a acts_i + b`` (the
+        same product, summed in another order): ``o [n, B, d_obs]`` once for both twins and every ``*batch``
+        (one GEMM of width 2H, its input neither copied nor concatenated with the actions), the narrow action
+        part as its own small product. Returns ``[2n, *batch, B, H]`` (twin 1's n networks, then twin 2's)."""
+        n = self.n
+        weight, bias = self.net.layers[0].params()  # [2n, d_obs + d_act, H], [2n, 1, H]
+        d_obs, hidden = obs.shape[-1], weight.shape[-1]
+        w_obs = torch.cat([weight[:n, :d_obs], weight[n:, :d_obs]], -1)  # [n, d_obs, 2H]: both twins side by side
+        h_obs = torch.bmm(obs.reshape(n, -1, d_obs).to(weight.dtype), w_obs)  # [n, B, 2H]
+        batch = acts.shape[1:-1]  # (*batch, B)
+        h_obs = h_obs.view(n, *([1] * (len(batch) - obs.dim() + 2)), *obs.shape[1:-1], 2, hidden).movedim(-2, 0)
+        h_act = torch.baddbmm(bias, torch.cat([acts, acts]).reshape(2 * n, -1, acts.shape[-1]).to(weight.dtype),
+                              weight[:, d_obs:])  # [2n, *batch * B, H]
+        return (h_act.view(2, n, *batch, hidden) + h_obs).view(2 * n, *batch, hidden)
 
 
 class MeanFieldCritics(LocalCritics):

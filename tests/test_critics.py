@@ -234,6 +234,46 @@ def test_mean_field_reads_the_others_only_through_their_mean():
     torch.testing.assert_close(critic(other_obs, per_ego(joint, n))[0][0], q[0])
 
 
+@pytest.mark.parametrize("form", ["local", "mean-field"])
+@pytest.mark.parametrize("share", [False, True])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batch):
+    """Q_i^(k) = MLP_i^(k)([o_i, a_i, mean_{j in T, j != i} a_j for each team T]) written out with each agent's
+    own network (its padded observation, two teams, the agent index with sharing), value and gradient in the
+    joint action, for a per-ego joint with and without an extra batch dimension: a twin's state weights read
+    from the other twin, an observation slice or mean taken from the wrong agent, or a dropped bias fail."""
+    n, B, actions = 4, 5, 3
+    obs_dims = (4, 3, 4, 4)
+    teams = {"a": ("agent_0", "agent_1", "agent_2"), "b": ("agent_3",)}
+    spec = TaskSpec(name="t", agents=tuple(f"agent_{i}" for i in range(n)), obs_dims=obs_dims,
+                    action_spaces=tuple(ActionSpec("discrete", n=actions) for _ in range(n)), teams=teams,
+                    max_cycles=5)
+    torch.manual_seed(6)
+    sharing = Sharing.by_team(spec.agents, spec.teams) if share else None
+    critic = make_critic(form, spec, [actions] * n, hidden=16, sharing=sharing)
+    state = torch.randn(B, sum(obs_dims))
+    joint = torch.rand(n, *batch, B, n, actions).softmax(-1).reshape(n, *batch, B, n * actions).requires_grad_()
+    q1, q2 = critic(state, joint)
+    offsets = [0, 4, 7, 11, 15]
+    ref = torch.zeros(2, n, *batch, B)
+    for k in range(2):
+        for i in range(n):
+            o = torch.zeros(*batch, B, max(obs_dims))
+            o[..., :obs_dims[i]] = state[:, offsets[i]:offsets[i + 1]]
+            a = joint[i].unflatten(-1, (n, actions))
+            parts = [o, a[..., i, :]]
+            if form == "mean-field":
+                for team in (range(3), range(3, 4)):
+                    others = [j for j in team if j != i]
+                    parts.append(a[..., others, :].mean(-2) if others else torch.zeros(*batch, B, actions))
+            x = torch.cat(parts, -1)
+            ref[k, i] = critic.net.agent_module(k * n + i)(x).squeeze(-1)
+    torch.testing.assert_close(torch.stack([q1, q2]), ref, rtol=1e-5, atol=1e-5)
+    grad, = torch.autograd.grad((q1 + 2 * q2).sum(), joint)
+    grad_ref, = torch.autograd.grad((ref[0] + 2 * ref[1]).sum(), joint)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5)
+
+
 def test_local_critic_reads_only_its_own_observation_and_action():
     n, B = 3, 6
     torch.manual_seed(4)
