@@ -254,7 +254,8 @@ def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batc
     state = torch.randn(B, sum(obs_dims))
     joint = torch.rand(n, *batch, B, n, actions).softmax(-1).reshape(n, *batch, B, n * actions).requires_grad_()
     q1, q2 = critic(state, joint)
-    offsets = [0, 4, 7, 11, 15]
+    offsets = [0, *itertools.accumulate(obs_dims)]
+    team_members = [[spec.agents.index(a) for a in members] for members in teams.values()]
     ref = torch.zeros(2, n, *batch, B)
     for k in range(2):
         for i in range(n):
@@ -263,7 +264,7 @@ def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batc
             a = joint[i].unflatten(-1, (n, actions))
             parts = [o, a[..., i, :]]
             if form == "mean-field":
-                for team in (range(3), range(3, 4)):
+                for team in team_members:
                     others = [j for j in team if j != i]
                     parts.append(a[..., others, :].mean(-2) if others else torch.zeros(*batch, B, actions))
             x = torch.cat(parts, -1)
