@@ -185,3 +185,48 @@ def test_bad_agent_is_refused():  # (alpha is checked once, for a run, by infere
     args = (TabularWorld(game), TabularPolicies(pols))
     with pytest.raises(ValueError, match="agent 5"):
         elbo_particles(agent_model, policy_guide, *args, 5)
+
+
+@pytest.mark.parametrize("soft_rows, common", [([1], False), ([0, 2], False), ([], False), ([1], True)])
+def test_partly_hard_draws_match_relaxing_every_row_then_hardening_the_constant_ones(soft_rows, common):
+    """The guide's site of agent j (:class:`PartlyHard`, optionally under :class:`CommonOthers`), built on the
+    undetached parameters ``[B, 1, |A|]``: with the same noise, its value is torch's RelaxedOneHotCategorical
+    draw in the relaxed rows and that draw's Gumbel-max one-hot in the others, its log-density the categorical
+    one at that value, and its gradient that of the same formula with the hard rows' parameters detached (they
+    are constants in ELBO_i). Relaxing the wrong row, letting a hard row's draw or density carry gradient, or
+    a common row's density read at another value, fails."""
+    from pgm_marl.models.distributions import CommonOthers, GumbelSoftmaxPolicy, PartlyHard
+
+    n_ego, batch, size = 4, 6, 5
+    params = torch.randn(batch, 1, size, requires_grad=True)
+    hard = torch.tensor([k not in soft_rows for k in range(n_ego)])
+    is_ego = ~hard
+    weight = torch.randn(batch, n_ego, size)
+    site = PartlyHard(GumbelSoftmaxPolicy(torch.tensor(1.0), params), hard)
+    if common:  # (the guide shares draws around one ego's own row)
+        site = CommonOthers(site, is_ego)
+    site = site.expand(torch.Size([batch, n_ego]))  # as the ego plate does
+    torch.manual_seed(0)
+    value = site.rsample()
+    got = (value * weight).sum() + site.log_prob(value).sum()
+    grad = torch.autograd.grad(got, params)[0] if got.requires_grad else torch.zeros_like(params)
+
+    live = torch.where(is_ego.unsqueeze(-1), params, params.detach()).expand(batch, n_ego, size)
+    torch.manual_seed(0)
+    y = torch.distributions.RelaxedOneHotCategorical(torch.tensor(1.0), logits=live).rsample()
+    one_hot = torch.nn.functional.one_hot(y.argmax(-1), size).to(y.dtype)
+    ref_value = torch.where(hard.unsqueeze(-1), one_hot, y)
+    if common:  # every other ego reads the first other ego's exact draw
+        source = int(hard.nonzero()[0, 0])
+        ref_value = torch.where(is_ego.unsqueeze(-1), ref_value, ref_value[:, source: source + 1])
+    ref_lp = (ref_value * live.log_softmax(-1)).sum(-1)
+    ref = (ref_value * weight).sum() + ref_lp.sum()
+    ref_grad = torch.autograd.grad(ref, params)[0] if ref.requires_grad else torch.zeros_like(params)
+    torch.testing.assert_close(value, ref_value, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(site.log_prob(value), ref_lp, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=1e-5)
+    assert grad.abs().sum() > 0 if soft_rows else not got.requires_grad
+    # (what a hard row's density would add if it carried gradient: not 0, so such a leak fails above)
+    leak = torch.autograd.grad((ref_value.detach()[:, hard] * params.log_softmax(-1)).sum(), params)[0]
+    assert leak.abs().sum() > 1e-3

@@ -43,7 +43,9 @@ def frozen(module):
 class NeuralPolicies:
     """Actor networks as the ``policies`` of the model/guide: ``params(j, s)`` on agent j's slice of state ``s``.
 
-    All agents' parameters at a state are computed by one batched forward and cached for that state tensor.
+    All agents' parameters at a state are computed by one batched forward and cached for that state tensor, split
+    into the agents' rows at once (one backward op for all n, where indexing agent by agent would build a
+    gradient of all n rows for each).
     """
 
     def __init__(self, actors, action_spaces):
@@ -52,8 +54,9 @@ class NeuralPolicies:
 
     def params(self, j: int, s: torch.Tensor) -> torch.Tensor:
         if self._key is not s:
-            self._key, self._params = s, self.actors(self.actors.observations(s))
-        return self.action_spaces.own(self._params, j)
+            rows = self.actors(self.actors.observations(s)).unbind(0)
+            self._key, self._params = s, [r[..., :p] for r, p in zip(rows, self.action_spaces.param_dims)]
+        return self._params[j]
 
 
 def actor_terms(actors, critic, action_spaces, state, buffer_actions, alpha, resample_all,

@@ -26,10 +26,9 @@ from typing import Protocol, Sequence
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions.utils import clamp_probs
 
 from .continuous import BoxUniform, EgoPrior, PointMass, SquashedGaussian
-from .distributions import PartlyHard, action_distribution
+from .distributions import PartlyHard, action_distribution, gumbel
 
 __all__ = ["ActionSpace", "DiscreteActions", "BoxActions", "ActionSpaces", "PAD_LOGIT", "gumbel"]
 
@@ -37,12 +36,6 @@ __all__ = ["ActionSpace", "DiscreteActions", "BoxActions", "ActionSpaces", "PAD_
 PAD_LOGIT = -1e4
 #: bounds of the squashed Gaussian's log standard deviation (reached softly, through tanh; as CleanRL's SAC)
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-def gumbel(shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard Gumbel noise, the draws of :class:`~pgm_marl.models.distributions.GumbelSoftmaxPolicy`."""
-    u = clamp_probs(torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator))
-    return -((-(u.log())).log())
 
 
 class ActionSpace(Protocol):
@@ -57,7 +50,9 @@ class ActionSpace(Protocol):
 
     def prior_site(self, params, is_ego, estimator: str, relax: float) -> TorchDistribution: ...
 
-    def policy_site(self, params, estimator: str, relax: float, hard=None) -> TorchDistribution: ...
+    def policy_site(self, params, estimator: str, relax: float, hard=None) -> TorchDistribution:
+        """pi(. | params) as a site; where ``hard`` (``[n_ego]``, rows of the ego plate) its draws are exact and
+        neither they nor their log-densities carry a gradient (the others' actions in agent i's guide)."""
 
     def sample(self, params, generator=None) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -72,6 +67,12 @@ class ActionSpace(Protocol):
     def decode(self, value) -> torch.Tensor: ...
 
     def enumerate(self) -> torch.Tensor: ...
+
+
+def constant_rows(params: torch.Tensor, hard: torch.Tensor | None) -> torch.Tensor:
+    """``params`` without gradient in the rows ``hard`` (``[n_ego]``, the ego plate; None: all rows live): what
+    :meth:`ActionSpace.policy_site` promises for them, done by hand where the draw itself has no cheaper way."""
+    return params if hard is None else torch.where(hard.unsqueeze(-1), params.detach(), params)
 
 
 class DiscreteActions:
@@ -91,9 +92,11 @@ class DiscreteActions:
         return action_distribution(torch.where(is_ego, torch.zeros_like(params), params), estimator, relax)
 
     def policy_site(self, params, estimator, relax, hard=None):
-        """Gumbel-softmax (``"reparam"``; exact Gumbel-max draws where ``hard``) or one-hot categorical."""
-        d = action_distribution(params, estimator, relax)
-        return PartlyHard(d, hard) if hard is not None and estimator == "reparam" else d
+        """Gumbel-softmax (``"reparam"``; exact Gumbel-max draws where ``hard``, :class:`PartlyHard`) or one-hot
+        categorical."""
+        if hard is not None and estimator == "reparam":
+            return PartlyHard(action_distribution(params, estimator, relax), hard)
+        return action_distribution(constant_rows(params, hard), estimator, relax)
 
     def draw(self, params, generator=None) -> torch.Tensor:
         """Gumbel-max: an exact draw of the action index (the argmax of the relaxed sample's noise)."""
@@ -183,7 +186,9 @@ class BoxActions:
 
     def policy_site(self, params, estimator, relax, hard=None):
         """Squashed Gaussian (pathwise for ``"reparam"``, score function for ``"score"``; every draw is exact,
-        so ``hard`` and ``relax`` change nothing), or the point mass of a deterministic policy."""
+        so ``relax`` changes nothing and ``hard`` only makes its rows constants), or the point mass of a
+        deterministic policy."""
+        params = constant_rows(params, hard)
         if self.deterministic:
             if estimator != "reparam":
                 raise ValueError(f"a deterministic policy has no score function; accepted: estimator='reparam', "

@@ -17,7 +17,7 @@ from pyro.distributions import OneHotCategorical, TorchDistribution, constraints
 from torch.distributions.utils import clamp_probs
 
 __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "CommonOthers", "Optimality", "SimulatorStep", "Replayed",
-           "action_distribution", "Recorded", "harden", "ESTIMATORS"]
+           "action_distribution", "Recorded", "harden", "gumbel", "ESTIMATORS"]
 
 #: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
 #: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
@@ -61,15 +61,27 @@ class GumbelSoftmaxPolicy(TorchDistribution):
         return self.logits.exp()
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
-        uniforms = clamp_probs(torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device))
-        gumbels = -((-(uniforms.log())).log())
-        return _softmax((self.logits + gumbels) / self.relax)
+        return self.relaxed(self.logits, self.noise(self._extended_shape(sample_shape)))
+
+    def noise(self, shape) -> torch.Tensor:
+        """The Gumbel noise of :meth:`rsample`."""
+        return gumbel(shape, self.logits)
+
+    def relaxed(self, logits: torch.Tensor, gumbels: torch.Tensor) -> torch.Tensor:
+        """The relaxed one-hot ``softmax((logits + g) / relax)`` (``logits``: this policy's, or some rows of them)."""
+        return _softmax((logits + gumbels) / self.relax)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         return (value * self.logits).sum(-1)
+
+
+def gumbel(shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log u)`` (the draws of :class:`GumbelSoftmaxPolicy` and of the exact
+    Gumbel-max draws of :mod:`~pgm_marl.models.actions`)."""
+    u = clamp_probs(torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator))
+    return -((-(u.log())).log())
 
 
 def _softmax(x: torch.Tensor) -> torch.Tensor:
@@ -82,38 +94,75 @@ def _softmax(x: torch.Tensor) -> torch.Tensor:
 
 def harden(y: torch.Tensor) -> torch.Tensor:
     """Gumbel-max: the one-hot argmax of a relaxed sample is an exact categorical sample (same noise)."""
-    return torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+    return torch.zeros_like(y).scatter_(-1, y.argmax(-1, keepdim=True), 1.0)  # (one_hot's int64 costs a pass)
 
 
 class PartlyHard(TorchDistribution):
-    """A :class:`GumbelSoftmaxPolicy` whose samples are hardened (:func:`harden`) where ``hard`` is True.
+    """A :class:`GumbelSoftmaxPolicy` whose samples are exact, and constant, where ``hard`` is True.
 
     In agent i's guide only a_i needs the relaxation (its pathwise gradient); the other agents' actions are
-    constants there, so they are drawn exactly from ``pi_j`` (the expectation over a_{-i} in eq. 9 is then
-    unbiased). ``log_prob`` is the extended categorical one, which is exact at one-hot values.
+    constants there, so they are drawn exactly from ``pi_j`` (the Gumbel-max of the same noise, :func:`harden`:
+    the expectation over a_{-i} in eq. 9 is then unbiased) and neither those draws nor their log-densities carry a
+    gradient, whatever the parameters do. ``hard`` marks rows of the last batch dim (the ego plate; ``[n_ego]``).
+    ``log_prob`` is the extended categorical one, which is exact at one-hot values.
+
+    The batched guide relaxes one row of agent j's site, its own ego's: then the relaxed draw and its
+    log-density are built on that row alone (``[*batch, 1, |A|]``) and only the combined value spans the egos,
+    so the autograd work of a site is that of one agent, not of n_ego (the per-agent sites' elementwise work
+    grows with n^2 B |A| otherwise). The numbers are those of relaxing every row and hardening all but one.
     """
 
     arg_constraints = {}
-
-    def __init__(self, base: GumbelSoftmaxPolicy, hard: torch.Tensor, validate_args=None):
-        self.base, self.hard = base, hard
-        super().__init__(torch.broadcast_shapes(base.batch_shape, hard.shape), base.event_shape, validate_args=False)
-
     has_rsample = True
+
+    def __init__(self, base: GumbelSoftmaxPolicy, hard: torch.Tensor, validate_args=None, _row_logits=None):
+        self.base, self.hard = base, hard
+        soft = (~hard).nonzero() if hard.dim() == 1 else None
+        self._all_hard = bool(hard.all())
+        self._row = int(soft[0, 0]) if soft is not None and len(soft) == 1 else None  # the one relaxed row
+        if self._row is not None and _row_logits is None:  # its logits before any expand (a view of the ego dim
+            lg = base.logits  # would send its gradient back through a tensor of every ego's row)
+            _row_logits = lg if lg.dim() < 2 or lg.shape[-2] == 1 else lg.narrow(-2, self._row, 1)
+        self._row_logits, self._drawn = _row_logits, None
+        super().__init__(torch.broadcast_shapes(base.batch_shape, hard.shape), base.event_shape, validate_args=False)
 
     @property
     def support(self):
         return self.base.support
 
     def expand(self, batch_shape, _instance=None):
-        return PartlyHard(self.base.expand(batch_shape), self.hard)
+        return PartlyHard(self.base.expand(batch_shape), self.hard, _row_logits=self._row_logits)
 
     def rsample(self, sample_shape=torch.Size()):
-        y = self.base.rsample(sample_shape)
-        return torch.where(self.hard.unsqueeze(-1), harden(y.detach()), y)
+        base = self.base
+        gumbels = base.noise(base._extended_shape(sample_shape))
+        if self._row is None and not self._all_hard:  # general: relax every row, harden some
+            y = base.relaxed(base.logits, gumbels)
+            value = torch.where(self.hard.unsqueeze(-1), harden(y.detach()), y)
+            self._drawn = (value, None)
+            return value
+        with torch.no_grad():
+            exact = harden(base.relaxed(base.logits, gumbels))
+        if self._all_hard:
+            self._drawn = (exact, None)
+            return exact
+        y = base.relaxed(self._row_logits, gumbels.narrow(-2, self._row, 1))  # [..., 1, |A|], with its gradient
+        value = torch.where(self.hard.unsqueeze(-1), exact, y)
+        self._drawn = (value, y)
+        return value
 
     def log_prob(self, value):
-        return self.base.log_prob(value)
+        with torch.no_grad():  # the hard rows: constants
+            fixed = self.base.log_prob(value)
+        if self._all_hard:
+            return fixed
+        if self._row is None:
+            live = self.base.log_prob(value)
+        else:  # the relaxed row alone (the draw's own, or the row of another value)
+            own = self._drawn is not None and value is self._drawn[0]
+            row = self._drawn[1] if own else value.narrow(-2, self._row, 1)
+            live = (row * self._row_logits).sum(-1)
+        return torch.where(self.hard, fixed, live)
 
 
 class _Wrapping(TorchDistribution):
@@ -147,6 +196,7 @@ class CommonOthers(_Wrapping):
         self.base, self.is_ego = base, is_ego
         others = (~is_ego).nonzero()
         self.source = int(others[0, 0]) if len(others) else None  # the row every other ego reads
+        self._drawn = None  # (returned sample, base sample): log_prob of the former reads the latter
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
@@ -164,14 +214,24 @@ class CommonOthers(_Wrapping):
             out._presquash = self._share(u)
         return out
 
+    def _draw(self, y: torch.Tensor) -> torch.Tensor:
+        out = self._common(y)
+        self._drawn = (out, y)
+        return out
+
     def rsample(self, sample_shape=torch.Size()):
-        return self._common(self.base.rsample(sample_shape))
+        return self._draw(self.base.rsample(sample_shape))
 
     def sample(self, sample_shape=torch.Size()):
-        return self._common(self.base.sample(sample_shape))
+        return self._draw(self.base.sample(sample_shape))
 
     def log_prob(self, value):
-        return self.base.log_prob(value)
+        if self.source is None or self._drawn is None or value is not self._drawn[0]:
+            return self.base.log_prob(value)
+        # its own draw: every ego reads the same pi_j, so a row holding the source row's draw has that row's
+        # density (read off the base's own draw: [*batch, n_ego] values instead of the actions themselves)
+        lp = self.base.log_prob(self._drawn[1])
+        return torch.where(self.is_ego, lp, lp.narrow(-1, self.source, 1))
 
 
 class Optimality(TorchDistribution):

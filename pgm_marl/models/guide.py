@@ -33,8 +33,10 @@ def policy_guide(world, policies, agent=None, alpha: float = 1.0, estimator: str
     egos = ego_indices(agent, world.n_agents)
 
     def policy(j, space, params, is_ego):  # pi_j for every ego; gradient to theta_j only in agent j's own ELBO
-        hard = ~is_ego.squeeze(-1) if hard_others else None  # a_{-i} are constants in ELBO_i: exact draws
-        d = space.policy_site(torch.where(is_ego, params, params.detach()), estimator, per_agent(relax, j), hard)
+        if hard_others:  # a_{-i} are constants in ELBO_i: exact draws, no gradient (policy_site's promise)
+            d = space.policy_site(params, estimator, per_agent(relax, j), ~is_ego.squeeze(-1))
+        else:
+            d = space.policy_site(torch.where(is_ego, params, params.detach()), estimator, per_agent(relax, j))
         return CommonOthers(d, is_ego.squeeze(-1)) if per_agent(common_others, j) else d
 
     unroll(world, policies, egos, policy, optimality=None)
