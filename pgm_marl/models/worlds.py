@@ -195,7 +195,9 @@ class CriticWorld:
             yield
 
     def initial(self):
-        return dist.Delta(self.state.unsqueeze(-2), event_dim=1)
+        # the buffer's states: a point mass of log-density 0 in model and guide alike (pyro's Delta would compare
+        # all B x D floats, twice a step, to find log 1 = 0)
+        return SimulatorStep(self.state.unsqueeze(-2))
 
     def replayed(self, j, d, is_ego, t):
         keep = ~(self.resample_all.unsqueeze(-1) | is_ego)  # [n_ego, 1]: egos that read a_j from the buffer
