@@ -72,19 +72,25 @@ class ChunkedRows:
             self.chunks[c][offset[mask]] = rows[mask]
             self.stamps[c] = self.writes
 
-    def read(self, index: torch.Tensor) -> torch.Tensor:
-        """Rows at ``index`` ``[len(index), width]``: float32 for floating storage, else the stored dtype."""
+    def read(self, index: torch.Tensor, out: Optional[torch.Tensor] = None,
+             rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Rows at ``index`` ``[len(index), width]``: float32 for floating storage, else the stored dtype. With
+        ``out`` (and ``rows``, positions in it; default ``0..len(index)-1``) they are written into ``out[rows]``
+        chunk by chunk (nothing concatenated first) and ``out`` is returned."""
         dtype = torch.float32 if self.dtype.is_floating_point else self.dtype
         if len(index) == 0:
-            return torch.empty(0, self.width, dtype=dtype)
+            return torch.empty(0, self.width, dtype=dtype) if out is None else out
         chunk, offset, ids = self._split(index)
-        if len(ids) == 1:
+        if out is None and len(ids) == 1:
             return self.chunks[ids[0]].index_select(0, offset).to(dtype)
-        order = torch.argsort(chunk)  # rows grouped by chunk: one index_select per chunk, no masks
+        out = torch.empty(len(index), self.width, dtype=dtype) if out is None else out
+        rows = torch.arange(len(index)) if rows is None else rows
+        order = torch.argsort(chunk)  # rows grouped by chunk: one gather per chunk, no masks
         counts = torch.bincount(chunk - ids[0], minlength=len(ids)).tolist()
-        parts = [self.chunks[c].index_select(0, o) for c, o, k in
-                 zip(ids, torch.split(offset[order], counts), counts) if k]
-        return torch.empty(len(index), self.width, dtype=dtype).index_copy_(0, order, torch.cat(parts).to(dtype))
+        for c, o, r, k in zip(ids, torch.split(offset[order], counts), torch.split(rows[order], counts), counts):
+            if k:
+                out.index_copy_(0, r, self.chunks[c].index_select(0, o).to(dtype))
+        return out
 
     def state_dict(self, name: str, files: Optional[TensorFiles] = None) -> Dict[str, object]:
         """The chunks (themselves, no copy), or with ``files`` their references there (file ``name.chunk.stamp``),
@@ -233,11 +239,12 @@ class ReplayBuffer:
         """The next states of the transitions in slots ``idx``, float32 ``[len(idx), D]``."""
         code, ref = self.next_slot.read(idx)[:, 0], self.next_ref.read(idx)[:, 0]
         out = torch.empty(len(idx), self.state_dim)
-        for mask, rows in ((code >= 0, lambda m: self.states.read(code[m])),
-                           (code == _TAIL, lambda m: self.tail.read(ref[m])),
-                           (code == _PENDING, lambda m: self.pending[ref[m]].to(self.storage_dtype).float())):
+        for mask, rows in ((code >= 0, lambda m, at: self.states.read(code[m], out, at)),
+                           (code == _TAIL, lambda m, at: self.tail.read(ref[m], out, at)),
+                           (code == _PENDING, lambda m, at: out.index_copy_(
+                               0, at, self.pending[ref[m]].to(self.storage_dtype).float()))):
             if bool(mask.any()):
-                out[mask] = rows(mask)
+                rows(mask, mask.nonzero()[:, 0])
         return out
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:

@@ -364,3 +364,27 @@ def test_config_validation_and_round_trip(tmp_path):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):
         TrainConfig.from_dict({"episodez": 3})
+
+
+def test_chunked_rows_read_gathers_across_chunks_into_a_batch_or_given_rows():
+    """``ChunkedRows.read`` of positions spread over several chunks, in any order and with repeats, equals
+    indexing the rows it was given, returned as a batch or written into chosen rows of ``out`` (as the next
+    states are); rows of ``out`` not named stay as they were. Pairing a chunk's offsets with another chunk's
+    output rows, or writing the batch in chunk order, fails."""
+    from pgm_marl.replay import ChunkedRows
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(40, 3, generator=g)
+    chunked = ChunkedRows(3, torch.float32, chunk_rows=7)
+    chunked.write(torch.arange(40), rows)
+    assert len(chunked.chunks) == 6
+    index = torch.randint(40, (25,), generator=g)
+    assert torch.equal(chunked.read(index), rows[index])
+    out = torch.full((30, 3), -1.0)
+    at = torch.randperm(30, generator=g)[:25]
+    chunked.read(index, out, at)
+    want = torch.full((30, 3), -1.0)
+    want[at] = rows[index]
+    assert torch.equal(out, want)
+    half = ChunkedRows(3, torch.float16, chunk_rows=7)  # a compact storage dtype is read back as float32
+    half.write(torch.arange(40), rows)
+    assert torch.equal(half.read(index), rows[index].half().float())
