@@ -230,3 +230,19 @@ def test_partly_hard_draws_match_relaxing_every_row_then_hardening_the_constant_
     # (what a hard row's density would add if it carried gradient: not 0, so such a leak fails above)
     leak = torch.autograd.grad((ref_value.detach()[:, hard] * params.log_softmax(-1)).sum(), params)[0]
     assert leak.abs().sum() > 1e-3
+
+
+def test_partly_hard_with_one_mask_entry_broadcast_over_the_egos_relaxes_every_row_with_its_own_noise():
+    """A mask of one entry broadcast over several egos (no row to single out) keeps every row its own relaxed
+    draw, as torch's RelaxedOneHotCategorical with the same noise; a shortcut that relaxed row 0 and broadcast it
+    would give every ego the same action."""
+    from pgm_marl.models.distributions import GumbelSoftmaxPolicy, PartlyHard
+
+    params = torch.randn(6, 1, 5)
+    site = PartlyHard(GumbelSoftmaxPolicy(torch.tensor(1.0), params), torch.tensor([False])).expand(torch.Size([6, 3]))
+    torch.manual_seed(0)
+    value = site.rsample()
+    torch.manual_seed(0)
+    ref = torch.distributions.RelaxedOneHotCategorical(torch.tensor(1.0), logits=params.expand(6, 3, 5)).rsample()
+    torch.testing.assert_close(value, ref, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(value[:, 0], value[:, 1])

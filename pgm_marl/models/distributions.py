@@ -118,11 +118,13 @@ class PartlyHard(TorchDistribution):
 
     def __init__(self, base: GumbelSoftmaxPolicy, hard: torch.Tensor, validate_args=None, _row_logits=None):
         self.base, self.hard = base, hard
-        soft = (~hard).nonzero() if hard.dim() == 1 else None
+        soft = (~hard).nonzero() if hard.dim() == 1 and len(hard) > 1 else None  # (one row: nothing to save)
         self._all_hard = bool(hard.all())
         self._row = int(soft[0, 0]) if soft is not None and len(soft) == 1 else None  # the one relaxed row
-        if self._row is not None and _row_logits is None:  # its logits before any expand (a view of the ego dim
-            lg = base.logits  # would send its gradient back through a tensor of every ego's row)
+        if self._row is not None and _row_logits is None:
+            # the row's logits as given, before any expand: a view of an expanded tensor would send its gradient
+            # back through a tensor of every ego's row
+            lg = base.logits
             _row_logits = lg if lg.dim() < 2 or lg.shape[-2] == 1 else lg.narrow(-2, self._row, 1)
         self._row_logits, self._drawn = _row_logits, None
         super().__init__(torch.broadcast_shapes(base.batch_shape, hard.shape), base.event_shape, validate_args=False)
