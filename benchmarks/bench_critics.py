@@ -19,6 +19,11 @@ load; dividing them by an idle timing of the same configuration gives the achiev
 
 ``--profile``: ``torch.profiler``'s table of one step per configuration (self CPU time per op), to see what a
 step spends besides its products.
+
+Comparing two commits on a loaded machine: alternate ``--one`` runs of the old and the new code, the old from a
+worktree with ``PYTHONPATH`` naming it (``cd $WT && PYTHONPATH=$WT python benchmarks/bench_critics.py --one 48
+mean-field no --threads 1 --steps 7``): without it the project's virtual environment imports this checkout's
+``pgm_marl`` (an editable install) and both runs time the new code.
 """
 import argparse
 import json
