@@ -21,11 +21,14 @@
 #
 # Usage: bash benchmarks/many_agents.sh               (PGM_MARL="python -m pgm_marl" for another interpreter)
 #        STAGES="n3 n12" bash benchmarks/many_agents.sh
+#        SEED0_FIRST=0 bash benchmarks/many_agents.sh    (each grid's seeds in one sweep: a grid of one form then
+#                                                          runs seeds 0 and 1 side by side instead of seed 0 alone)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PGM=${PGM_MARL:-.venv/bin/pgm-marl}
 OUT=${OUT:-benchmarks/results/many_agents}
 CPUS=${CPUS:-2}
+SEED0_FIRST=${SEED0_FIRST:-1}
 STAGES=${STAGES:-"n3 n12 pp n24 n48"}
 COMMON=(--num-cpus "$CPUS" --no-tensorboard --algo masac)
 FORMS=(--critic mean-field --critic local)
@@ -35,9 +38,9 @@ FORMS=(--critic mean-field --critic local)
 ATTENTION=(--critic attention --common-draws --name-by critic --name-by common_draws)
 status=0
 
-grid() {  # $1 = out folder, rest = flags; seed 0 first, then seeds 1-2 (same folders)
+grid() {  # $1 = out folder, rest = flags; seed 0 first (unless SEED0_FIRST=0), then seeds 1-2 (same folders)
   local out=$1; shift
-  for seeds in 0 0-2; do
+  for seeds in $([ "$SEED0_FIRST" = 0 ] || echo 0) 0-2; do
     $PGM sweep --out "$out" "${COMMON[@]}" --seed "$seeds" "$@" || status=1
   done
 }
