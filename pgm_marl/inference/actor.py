@@ -44,8 +44,7 @@ class NeuralPolicies:
     """Actor networks as the ``policies`` of the model/guide: ``params(j, s)`` on agent j's slice of state ``s``.
 
     All agents' parameters at a state are computed by one batched forward and cached for that state tensor, split
-    into the agents' rows at once (one backward op for all n, where indexing agent by agent would build a
-    gradient of all n rows for each).
+    into the agents' rows at once (:meth:`~pgm_marl.models.actions.ActionSpaces.rows`).
     """
 
     def __init__(self, actors, action_spaces):
@@ -54,8 +53,7 @@ class NeuralPolicies:
 
     def params(self, j: int, s: torch.Tensor) -> torch.Tensor:
         if self._key is not s:
-            rows = self.actors(self.actors.observations(s)).unbind(0)
-            self._key, self._params = s, [r[..., :p] for r, p in zip(rows, self.action_spaces.param_dims)]
+            self._key, self._params = s, self.action_spaces.rows(self.actors(self.actors.observations(s)))
         return self._params[j]
 
 

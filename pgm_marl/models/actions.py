@@ -295,6 +295,11 @@ class ActionSpaces(Sequence):
         """Agent j's parameters ``[*batch, P_j]`` from the padded ``[n, *batch, P_max]``."""
         return params[j, ..., : self.param_dims[j]]
 
+    def rows(self, params: torch.Tensor) -> list[torch.Tensor]:
+        """Every agent's :meth:`own` parameters from one split of ``params`` (one backward op for all n, where
+        indexing agent by agent builds a gradient of all n rows for each)."""
+        return [r[..., :p] for r, p in zip(params.unbind(0), self.param_dims)]
+
     def sample(self, params: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact joint draw: site values concatenated ``[*batch, sum size]`` and ``log pi_j(a_j)`` ``[n, *batch]``."""
         drawn = [s.sample(self.own(params, j), generator) for j, s in enumerate(self.spaces)]

@@ -155,23 +155,26 @@ class PartlyHard(TorchDistribution):
         return value
 
     def log_prob(self, value):
+        if self._row is None and not self._all_hard:  # general: every row's density, the hard ones detached
+            live = self.base.log_prob(value)
+            return torch.where(self.hard, live.detach(), live)
         with torch.no_grad():  # the hard rows: constants
             fixed = self.base.log_prob(value)
         if self._all_hard:
             return fixed
-        if self._row is None:
-            live = self.base.log_prob(value)
-        else:  # the relaxed row alone (the draw's own, or the row of another value)
-            own = self._drawn is not None and value is self._drawn[0]
-            row = self._drawn[1] if own else value.narrow(-2, self._row, 1)
-            live = (row * self._row_logits).sum(-1)
-        return torch.where(self.hard, fixed, live)
+        # the relaxed row alone: the draw's own, or that row of another value
+        own = self._drawn is not None and value is self._drawn[0]
+        row = self._drawn[1] if own else value.narrow(-2, self._row, 1)
+        return torch.where(self.hard, fixed, (row * self._row_logits).sum(-1))
 
 
 class _Wrapping(TorchDistribution):
-    """A distribution around ``self.base`` (set by the subclass): its support and reparameterizability."""
+    """A distribution around ``self.base`` (set by the subclass): its support and reparameterizability, and its
+    draws: ``base``'s sample passed through :meth:`_transform`, remembered so that ``log_prob`` of the value
+    returned can read the ``base`` sample behind it (:meth:`_base_draw`)."""
 
     arg_constraints = {}
+    _drawn = None  # (returned sample, base sample) of the last draw
 
     @property
     def has_rsample(self):
@@ -180,6 +183,24 @@ class _Wrapping(TorchDistribution):
     @property
     def support(self):
         return self.base.support
+
+    def _transform(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def _draw(self, y: torch.Tensor) -> torch.Tensor:
+        out = self._transform(y)
+        self._drawn = (out, y)
+        return out
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self._draw(self.base.rsample(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()):
+        return self._draw(self.base.sample(sample_shape))
+
+    def _base_draw(self, value: torch.Tensor) -> torch.Tensor | None:
+        """The ``base`` sample behind ``value`` if ``value`` is this site's own draw, else None."""
+        return self._drawn[1] if self._drawn is not None and value is self._drawn[0] else None
 
 
 class CommonOthers(_Wrapping):
@@ -199,7 +220,6 @@ class CommonOthers(_Wrapping):
         self.base, self.is_ego = base, is_ego
         others = (~is_ego).nonzero()
         self.source = int(others[0, 0]) if len(others) else None  # the row every other ego reads
-        self._drawn = None  # (returned sample, base sample): log_prob of the former reads the latter
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
@@ -208,7 +228,7 @@ class CommonOthers(_Wrapping):
     def _share(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(self.is_ego.unsqueeze(-1), x, x.narrow(-2, self.source, 1))  # ego dim: -2 of a value
 
-    def _common(self, y: torch.Tensor) -> torch.Tensor:
+    def _transform(self, y: torch.Tensor) -> torch.Tensor:
         if self.source is None:
             return y
         out = self._share(y)
@@ -217,23 +237,13 @@ class CommonOthers(_Wrapping):
             out._presquash = self._share(u)
         return out
 
-    def _draw(self, y: torch.Tensor) -> torch.Tensor:
-        out = self._common(y)
-        self._drawn = (out, y)
-        return out
-
-    def rsample(self, sample_shape=torch.Size()):
-        return self._draw(self.base.rsample(sample_shape))
-
-    def sample(self, sample_shape=torch.Size()):
-        return self._draw(self.base.sample(sample_shape))
-
     def log_prob(self, value):
-        if self.source is None or self._drawn is None or value is not self._drawn[0]:
+        own = self._base_draw(value)
+        if self.source is None or own is None:
             return self.base.log_prob(value)
         # its own draw: every ego reads the same pi_j, so a row holding the source row's draw has that row's
         # density (read off the base's own draw: [*batch, n_ego] values instead of the actions themselves)
-        lp = self.base.log_prob(self._drawn[1])
+        lp = self.base.log_prob(own)
         return torch.where(self.is_ego, lp, lp.narrow(-1, self.source, 1))
 
 
@@ -315,30 +325,20 @@ class Replayed(_Wrapping):
 
     def __init__(self, base, value: torch.Tensor, mask: torch.Tensor, validate_args=None):
         self.base, self.value, self.mask = base, value, mask
-        self._drawn = None  # (returned sample, base sample): log_prob of the former reads the latter
         batch = torch.broadcast_shapes(base.batch_shape, value.shape[:-1], mask.shape)
         super().__init__(batch, base.event_shape, validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
         return Replayed(self.base.expand(batch_shape), self.value, self.mask)
 
-    def _pick(self, x):
+    def _transform(self, x):
         return torch.where(self.mask.unsqueeze(-1), self.value, x)
 
-    def _draw(self, x):
-        picked = self._pick(x)
-        self._drawn = (picked, x)
-        return picked
-
-    def rsample(self, sample_shape=torch.Size()):
-        return self._draw(self.base.rsample(sample_shape))
-
-    def sample(self, sample_shape=torch.Size()):
-        return self._draw(self.base.sample(sample_shape))
-
     def log_prob(self, value):
-        if self._drawn is not None and value is self._drawn[0]:  # own draw: base's density at its own sample
-            value = self._drawn[1]  # (equal where not masked; keeps a squashed sample's pre-image)
+        # its own draw: base's density at base's own sample (equal where not masked; keeps a squashed sample's
+        # pre-image)
+        own = self._base_draw(value)
+        value = value if own is None else own
         return torch.where(self.mask, torch.zeros((), dtype=value.dtype), self.base.log_prob(value))
 
 
