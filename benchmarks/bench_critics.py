@@ -34,6 +34,11 @@ import sys
 import time
 from pathlib import Path
 
+# as the CLI (pgm_marl/cli.py): huge pages for torch's large tensors, read by torch at its first allocation (each
+# configuration's subprocess inherits it); THP_MEM_ALLOC_ENABLE=0 python benchmarks/bench_critics.py ... times
+# without them
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 FORMS = ("mlp", "attention", "mean-field", "local")
 
 
@@ -69,6 +74,7 @@ def one(n: int, form: str, share: bool, threads: int, steps: int, batch: int, co
     learner = setup(n, form, share, threads, batch, common)
     params = sum(p.numel() for p in learner.critic.parameters())
     row = {"n": n, "critic": form, "share_params": share, "common_draws": common, "batch": batch,
+           "huge_pages": os.environ["THP_MEM_ALLOC_ENABLE"] not in ("0", ""),
            "critic_params": params}
     if flops:
         from torch.utils.flop_counter import FlopCounterMode

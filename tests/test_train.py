@@ -246,3 +246,32 @@ def test_evaluate_an_import_path_run_saved_without_alpha(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps({**config, "alpha": None}))
     assert cli.main(["evaluate", str(out), "--episodes", "2"]) == 0
     assert "return/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("0", "0")])
+def test_cli_enables_torch_huge_pages_before_torch_is_imported(preset, expected):
+    """torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation: the CLI must set it before importing
+    torch (an import hook records the value the first import of torch sees, whether the CLI's modules or the
+    caller import it first), and keep a value the user set."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, sys\n"
+        "seen = []\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not seen:\n"
+        "            seen.append(os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "import pgm_marl.cli\n"
+        "import torch\n"
+        "print(seen[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
