@@ -88,8 +88,10 @@ class DiscreteActions:
         return f"Discrete({self.n})"
 
     def prior_site(self, params, is_ego, estimator, relax):
-        """Uniform prior (zero logits) where ``is_ego`` (``[n_ego, 1]``), the fixed policy elsewhere."""
-        return action_distribution(torch.where(is_ego, torch.zeros_like(params), params), estimator, relax)
+        """Uniform prior (log-probabilities ``-log n``) where ``is_ego`` (``[n_ego, 1]``), the fixed policy
+        elsewhere; normalised before they are broadcast over the egos (one row per agent, not one per ego)."""
+        log_pi = params - params.logsumexp(-1, keepdim=True)
+        return action_distribution(torch.where(is_ego, self.log_prior, log_pi), estimator, relax, normalized=True)
 
     def policy_site(self, params, estimator, relax, hard=None):
         """Gumbel-softmax (``"reparam"``; exact Gumbel-max draws where ``hard``, :class:`PartlyHard`) or one-hot

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import OneHotCategorical, TorchDistribution, constraints
-from torch.distributions.utils import clamp_probs
 
 __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "CommonOthers", "Optimality", "SimulatorStep", "Replayed",
            "action_distribution", "Recorded", "harden", "gumbel", "ESTIMATORS"]
@@ -43,9 +42,10 @@ class GumbelSoftmaxPolicy(TorchDistribution):
     support = constraints.simplex
     has_rsample = True
 
-    def __init__(self, relax, logits: torch.Tensor, validate_args=None):
+    def __init__(self, relax, logits: torch.Tensor, validate_args=None, normalized: bool = False):
         self.relax = relax
-        self.logits = logits - logits.logsumexp(-1, keepdim=True)  # log pi, normalised
+        # log pi, normalised (``normalized``: the caller has, e.g. before broadcasting them over the egos)
+        self.logits = logits if normalized else logits - logits.logsumexp(-1, keepdim=True)
         super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -80,8 +80,9 @@ class GumbelSoftmaxPolicy(TorchDistribution):
 def gumbel(shape, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gumbel noise ``-log(-log u)`` (the draws of :class:`GumbelSoftmaxPolicy` and of the exact
     Gumbel-max draws of :mod:`~pgm_marl.models.actions`)."""
-    u = clamp_probs(torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator))
-    return -((-(u.log())).log())
+    u = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    eps = torch.finfo(u.dtype).eps  # clamp_probs' bounds, in place: the same numbers without four temporaries
+    return u.clamp_(eps, 1 - eps).log_().neg_().log_().neg_()
 
 
 def _softmax(x: torch.Tensor) -> torch.Tensor:
@@ -144,8 +145,8 @@ class PartlyHard(TorchDistribution):
             value = torch.where(self.hard.unsqueeze(-1), harden(y.detach()), y)
             self._drawn = (value, None)
             return value
-        with torch.no_grad():
-            exact = harden(base.relaxed(base.logits, gumbels))
+        with torch.no_grad():  # Gumbel-max: softmax((logits + g) / relax) is monotone in logits + g (relax > 0)
+            exact = harden(base.logits + gumbels)
         if self._all_hard:
             self._drawn = (exact, None)
             return exact
@@ -301,7 +302,7 @@ class SimulatorStep(TorchDistribution):
         return value.new_zeros(value.shape[:-1])
 
 
-def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0):
+def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0, normalized: bool = False):
     """The distribution of a discrete action with the given logits, for the chosen gradient estimator.
 
     ``"reparam"``: :class:`GumbelSoftmaxPolicy` with relaxation ``relax`` (1 in section 5.2; the
@@ -310,7 +311,8 @@ def action_distribution(logits: torch.Tensor, estimator: str, relax: float = 1.0
     """
     if estimator == "reparam":
         # float32 samples at small relax miss the simplex check (|sum - 1| < 1e-6) by rounding only
-        return GumbelSoftmaxPolicy(torch.tensor(relax, dtype=logits.dtype), logits=logits, validate_args=False)
+        return GumbelSoftmaxPolicy(torch.tensor(relax, dtype=logits.dtype), logits=logits, validate_args=False,
+                                   normalized=normalized)
     if estimator == "score":
         return OneHotCategorical(logits=logits)
     raise ValueError(f"unknown estimator {estimator!r}; accepted: {', '.join(ESTIMATORS)}")
