@@ -13,7 +13,7 @@ import os
 # Before torch is imported: torch reads THP_MEM_ALLOC_ENABLE at its first allocation and then backs every CPU
 # tensor of 2 MB or more with transparent huge pages (madvise). Without it, each large activation of a step at
 # many agents (50 MB at N = 48) is mapped, faulted in 4 KB pages and unmapped again: ~300k page faults and ~0.5 s
-# of kernel time per gradient step at N = 48 (docs/RESULTS.md, "Huge pages"). Same numbers either way; set
+# of kernel time per gradient step at N = 48 (docs/RESULTS.md, "Huge pages (c302312)"). Same numbers either way; set
 # THP_MEM_ALLOC_ENABLE=0 to turn it off. Library users who import torch themselves set it in their environment.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
