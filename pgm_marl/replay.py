@@ -239,12 +239,15 @@ class ReplayBuffer:
         """The next states of the transitions in slots ``idx``, float32 ``[len(idx), D]``."""
         code, ref = self.next_slot.read(idx)[:, 0], self.next_ref.read(idx)[:, 0]
         out = torch.empty(len(idx), self.state_dim)
-        for mask, rows in ((code >= 0, lambda m, at: self.states.read(code[m], out, at)),
-                           (code == _TAIL, lambda m, at: self.tail.read(ref[m], out, at)),
-                           (code == _PENDING, lambda m, at: out.index_copy_(
-                               0, at, self.pending[ref[m]].to(self.storage_dtype).float()))):
-            if bool(mask.any()):
-                rows(mask, mask.nonzero()[:, 0])
+        # each kind of link into its rows of out: the next slot's state, a tail row (an episode's last next state),
+        # a pending row (the newest add's next states, not yet settled)
+        linked, tail, pending = code >= 0, code == _TAIL, code == _PENDING
+        if bool(linked.any()):
+            self.states.read(code[linked], out, linked.nonzero()[:, 0])
+        if bool(tail.any()):
+            self.tail.read(ref[tail], out, tail.nonzero()[:, 0])
+        if bool(pending.any()):
+            out.index_copy_(0, pending.nonzero()[:, 0], self.pending[ref[pending]].to(self.storage_dtype).float())
         return out
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
