@@ -287,8 +287,6 @@ class AttentionCritics(_Form):
         return bool((binary | ~off).all())
 
 
-
-
 def make_critic(form: str, spec, action_spaces, hidden: int = 128, precision: str = "float32",
                 sharing: Sharing | None = None) -> nn.Module:
     """Twin critics of ``form`` for every agent of ``spec`` (a :class:`~pgm_marl.envs.TaskSpec`)."""
