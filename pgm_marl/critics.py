@@ -140,6 +140,11 @@ class MeanFieldCritics(LocalCritics):
 
     def extra(self, slots: torch.Tensor) -> list:
         n = self.n
+        if slots.stride(0) == 0:  # one joint action for every ego (the critic loss): each ego's means from one copy
+            one = slots[0]  # [*batch, B, n, size]
+            flat = one.movedim(-2, 0).reshape(n, -1)  # [n, (*batch, B, size)]: agent-major, one small copy
+            means = (self.mean_weights.view(-1, n) @ flat).view(len(self.team_sizes), n, *one.shape[:-2], -1)
+            return [means[t][..., :size] for t, size in enumerate(self.team_sizes)]
         w = self.mean_weights.reshape(len(self.team_sizes), n, *([1] * (slots.dim() - 3)), n, 1)
         return [(slots * w[t]).sum(-2)[..., :size] for t, size in enumerate(self.team_sizes)]
 

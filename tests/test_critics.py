@@ -237,11 +237,14 @@ def test_mean_field_reads_the_others_only_through_their_mean():
 @pytest.mark.parametrize("form", ["local", "mean-field"])
 @pytest.mark.parametrize("share", [False, True])
 @pytest.mark.parametrize("batch", [(), (2,)])
-def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batch):
+@pytest.mark.parametrize("egos", ["per-ego", "shared"])
+def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batch, egos):
     """Q_i^(k) = MLP_i^(k)([o_i, a_i, mean_{j in T, j != i} a_j for each team T]) written out with each agent's
     own network (its padded observation, two teams, the agent index with sharing), value and gradient in the
-    joint action, for a per-ego joint with and without an extra batch dimension: a twin's state weights read
-    from the other twin, an observation slice or mean taken from the wrong agent, or a dropped bias fail."""
+    joint action, for a per-ego joint and for one joint action expanded over the egos (the critic loss; the mean
+    field's means are then computed from one copy), with and without an extra batch dimension: a twin's state
+    weights read from the other twin, an observation slice or mean taken from the wrong agent (or the averaging
+    weights transposed: two teams make them asymmetric), or a dropped bias fail."""
     n, B, actions = 4, 5, 3
     obs_dims = (4, 3, 4, 4)
     teams = {"a": ("agent_0", "agent_1", "agent_2"), "b": ("agent_3",)}
@@ -252,7 +255,12 @@ def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batc
     sharing = Sharing.by_team(spec.agents, spec.teams) if share else None
     critic = make_critic(form, spec, [actions] * n, hidden=16, sharing=sharing)
     state = torch.randn(B, sum(obs_dims))
-    joint = torch.rand(n, *batch, B, n, actions).softmax(-1).reshape(n, *batch, B, n * actions).requires_grad_()
+    if egos == "per-ego":
+        joint = torch.rand(n, *batch, B, n, actions).softmax(-1).reshape(n, *batch, B, n * actions).requires_grad_()
+        leaf = joint
+    else:
+        leaf = torch.rand(*batch, B, n, actions).softmax(-1).reshape(*batch, B, n * actions).requires_grad_()
+        joint = leaf.expand(n, *leaf.shape)
     q1, q2 = critic(state, joint)
     offsets = [0, *itertools.accumulate(obs_dims)]
     team_members = [[spec.agents.index(a) for a in members] for members in teams.values()]
@@ -270,8 +278,8 @@ def test_mean_field_and_local_equal_the_agent_by_agent_formula(form, share, batc
             x = torch.cat(parts, -1)
             ref[k, i] = critic.net.agent_module(k * n + i)(x).squeeze(-1)
     torch.testing.assert_close(torch.stack([q1, q2]), ref, rtol=1e-5, atol=1e-5)
-    grad, = torch.autograd.grad((q1 + 2 * q2).sum(), joint)
-    grad_ref, = torch.autograd.grad((ref[0] + 2 * ref[1]).sum(), joint)
+    grad, = torch.autograd.grad((q1 + 2 * q2).sum(), leaf)
+    grad_ref, = torch.autograd.grad((ref[0] + 2 * ref[1]).sum(), leaf)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5)
 
 
