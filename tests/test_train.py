@@ -6,7 +6,10 @@ the resume test also runs with the real learner, and continuous actions train en
 """
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -253,10 +256,6 @@ def test_cli_enables_torch_huge_pages_before_torch_is_imported(preset, expected)
     """torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation: the CLI must set it before importing
     torch (an import hook records the value the first import of torch sees, whether the CLI's modules or the
     caller import it first), and keep a value the user set."""
-    import os
-    import subprocess
-    import sys
-
     probe = (
         "import os, sys\n"
         "seen = []\n"
