@@ -17,6 +17,11 @@ so the table gives GFLOP per step and the FLOP ratio to ``mlp``: the speed-up a 
 configuration ran its products at the same rate and spent nothing else. Counts do not depend on the machine's
 load; dividing them by an idle timing of the same configuration gives the achieved GFLOP/s.
 
+``--targets``: the comparisons behind issue 15's item 5 in one sitting (``mlp``, attention with common draws,
+mean-field and local at N = 24 and 48, one network per agent), ``--rounds`` times, each round's ratios to
+``mlp`` taken within the round (about 3 minutes a round on one thread): ``python benchmarks/bench_critics.py
+--targets --threads 1 --steps 3 --out benchmarks/results/critics/targets.json``.
+
 ``--profile``: ``torch.profiler``'s table of one step per configuration (self CPU time per op), to see what a
 step spends besides its products.
 
@@ -106,6 +111,44 @@ def growth(rows, form, share, common=False) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
+#: item 5 of issue 15: (N, form) -> how many times cheaper than ``mlp`` a step must be
+TARGETS = {(24, "mean-field"): 8, (24, "attention"): 4, (48, "mean-field"): 10, (48, "attention"): 10}
+TARGET_SIZES = (24, 48)
+
+
+def targets(args) -> None:
+    """``--targets``: ``mlp`` and each form at N = 24 and 48 (attention with common draws, its cheaper path), in
+    ``--rounds`` rounds of one configuration after another, so that each round's ratios to ``mlp`` come from one
+    window of the machine; prints each ratio's range over the rounds against its target, and the load average
+    before and after (what the machine was doing)."""
+    forms = [("mlp", False), ("attention", True), ("mean-field", False), ("local", False)]
+    rows, load = [], [tuple(round(x, 2) for x in os.getloadavg())]
+    for r in range(args.rounds):
+        for n in TARGET_SIZES:
+            for form, common in forms:
+                steps = 2 if (n, form) == (48, "mlp") else args.steps  # ~20 s a step
+                cmd = [sys.executable, __file__, "--one", str(n), form, "no", "--threads", str(args.threads),
+                       "--steps", str(steps), "--batch", str(args.batch)] + (["--common-draws"] if common else [])
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]) | {"round": r})
+                print(f"round {r} N={n:<3} {form:<11} {rows[-1]['ms']:9.1f} ms/step", flush=True)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    load.append(tuple(round(x, 2) for x in os.getloadavg()))
+    print(f"\nload average (1, 5, 15 min) before {load[0]}, after {load[1]}; {args.threads} thread(s)\n"
+          "| N | form | ms per step (rounds) | x cheaper than mlp (each round) | target |\n|---|---|---|---|---|")
+    for n in TARGET_SIZES:
+        for form, _ in forms:
+            ms = [x["ms"] for x in rows if x["n"] == n and x["critic"] == form]
+            ratios = [m["ms"] / x["ms"] for x in rows if x["n"] == n and x["critic"] == form
+                      for m in rows if m["n"] == n and m["critic"] == "mlp" and m["round"] == x["round"]]
+            goal = TARGETS.get((n, form))
+            verdict = "" if goal is None else f"{goal}x: {'met' if min(ratios) >= goal else 'missed'}"
+            print(f"| {n} | {form} | {' / '.join(f'{m:.0f}' for m in ms)} | "
+                  f"{min(ratios):.1f}-{max(ratios):.1f}x | {verdict} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", type=int, nargs="+", default=[3, 6, 12, 24, 48])
@@ -120,8 +163,14 @@ def main() -> None:
     p.add_argument("--flops", action="store_true", help="count one step's matrix-product FLOPs instead of timing")
     p.add_argument("--profile", action="store_true",
                    help="print torch.profiler's table (self CPU time per op) of one step per configuration")
+    p.add_argument("--targets", action="store_true",
+                   help="item 5's targets: mlp and each form at N = 24 and 48, --rounds rounds, ratios per round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --targets")
     p.add_argument("--one", nargs=3, metavar=("N", "FORM", "SHARE"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.targets:
+        targets(args)
+        return
     if args.one:
         n, form, share = int(args.one[0]), args.one[1], args.one[2] == "yes"
         print(json.dumps(one(n, form, share, args.threads, args.steps, args.batch, args.common_draws, args.flops)))
