@@ -109,9 +109,9 @@ def main() -> None:
                      anatomy(policies, opts, args.episodes, cfg.seed + cfg.eval_seed_offset, cfg.max_cycles)))
     opts, cfg = first
     n, lr = int(opts.get("N", 3)), float(opts.get("local_ratio", 0.5))
-    for kind in ("random", "still"):
+    for kind in ("random", "still"):  # on the first run's evaluation seeds (the row says which)
         seed = cfg.seed + cfg.eval_seed_offset
-        rows.append((f"({kind})", anatomy(Baseline(kind, n, 5, seed), opts, args.episodes, seed, cfg.max_cycles)))
+        rows.append((f"({kind}, evaluation seed {seed})", anatomy(Baseline(kind, n, 5, seed), opts, args.episodes, seed, cfg.max_cycles)))
     print(f"cooperative navigation, N = {n}, local_ratio {lr}, {args.episodes} episodes, deterministic policies\n")
     print("| run | return | coverage part | collision part | final landmark-nearest-agent dist | landmarks "
           "occupied (< 0.1) | agents nearest to a landmark | distance travelled | most frequent action |")
