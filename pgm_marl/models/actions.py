@@ -28,7 +28,7 @@ import torch
 from pyro.distributions import TorchDistribution
 
 from .continuous import BoxUniform, EgoPrior, PointMass, SquashedGaussian
-from .distributions import PartlyHard, action_distribution, gumbel
+from .distributions import PartlyHard, action_distribution, gumbel, log_normalize
 
 __all__ = ["ActionSpace", "DiscreteActions", "BoxActions", "ActionSpaces", "PAD_LOGIT", "gumbel"]
 
@@ -90,7 +90,7 @@ class DiscreteActions:
     def prior_site(self, params, is_ego, estimator, relax):
         """Uniform prior (log-probabilities ``-log n``) where ``is_ego`` (``[n_ego, 1]``), the fixed policy
         elsewhere; normalised before they are broadcast over the egos (one row per agent, not one per ego)."""
-        log_pi = params - params.logsumexp(-1, keepdim=True)
+        log_pi = log_normalize(params)
         return action_distribution(torch.where(is_ego, self.log_prior, log_pi), estimator, relax, normalized=True)
 
     def policy_site(self, params, estimator, relax, hard=None):
@@ -106,7 +106,7 @@ class DiscreteActions:
 
     def sample(self, params, generator=None):
         """Exact one-hot draw and its log-probability (same noise and order as the relaxed sample)."""
-        log_pi = params - params.logsumexp(-1, keepdim=True)
+        log_pi = log_normalize(params)
         index = self.draw(log_pi, generator)
         return torch.nn.functional.one_hot(index, self.n).to(params.dtype), log_pi.gather(-1, index[..., None])[..., 0]
 

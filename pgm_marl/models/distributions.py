@@ -16,11 +16,17 @@ import torch
 from pyro.distributions import OneHotCategorical, TorchDistribution, constraints
 
 __all__ = ["GumbelSoftmaxPolicy", "PartlyHard", "CommonOthers", "Optimality", "SimulatorStep", "Replayed",
-           "action_distribution", "Recorded", "harden", "gumbel", "ESTIMATORS"]
+           "action_distribution", "Recorded", "harden", "gumbel", "log_normalize", "ESTIMATORS"]
 
 #: Gradient estimators for discrete actions: "reparam" = relaxed one-hot (pathwise), "score" = one-hot
 #: categorical (score function / REINFORCE, Pyro's default for non-reparameterizable sites).
 ESTIMATORS = ("reparam", "score")
+
+
+def log_normalize(logits: torch.Tensor) -> torch.Tensor:
+    """``log pi`` from unnormalised logits over the last dimension (``logits - logsumexp``; kept in this form
+    rather than ``log_softmax`` so that every caller rounds alike)."""
+    return logits - logits.logsumexp(-1, keepdim=True)
 
 
 class GumbelSoftmaxPolicy(TorchDistribution):
@@ -45,7 +51,7 @@ class GumbelSoftmaxPolicy(TorchDistribution):
     def __init__(self, relax, logits: torch.Tensor, validate_args=None, normalized: bool = False):
         self.relax = relax
         # log pi, normalised (``normalized``: the caller has, e.g. before broadcasting them over the egos)
-        self.logits = logits if normalized else logits - logits.logsumexp(-1, keepdim=True)
+        self.logits = logits if normalized else log_normalize(logits)
         super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
