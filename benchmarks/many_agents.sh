@@ -8,7 +8,8 @@
 #         local (mlp: Figure 2's committed masac runs)
 #   n12   cooperative navigation, N = 12: attention, mean-field, local x {no sharing, sharing}; mlp
 #   (from n12 on, attention runs with --common-draws, see ATTENTION below)
-#   pp    predator-prey, 12 predators / 4 prey / 4 obstacles, both teams masac with the same form
+#   pp    predator-prey, 12 predators / 4 prey / 4 obstacles, both teams masac with the same form; mlp with
+#         separate networks (about 1.4x mean-field's step there, so a run stays under an hour)
 #   n24   cooperative navigation, N = 24: attention, mean-field, local x {no sharing, sharing} (mlp: its
 #         measured cost per step stands in, benchmarks/bench_critics.py)
 #   n48   cooperative navigation, N = 48, the complete paper-budget run of item 3: mean-field, shared, float16
@@ -61,7 +62,9 @@ for stage in $STAGES; do
             grid "$OUT/pp/$share" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
               "${chosen[@]}" "--$([ $share = share ] || echo no-)share-params"
           done
-        done ;;
+        done
+        grid "$OUT/pp/noshare" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
+          --critic mlp --name-by critic --no-share-params ;;
     n24) for share in noshare share; do
            for forms in FORMS ATTENTION; do
              declare -n chosen=$forms
