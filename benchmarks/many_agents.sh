@@ -37,6 +37,7 @@ FORMS=(--critic mean-field --critic local)
 # estimator unchanged; N = 3 compares it with per-ego draws). Its runs are named ...__common_drawsTrue__seedK;
 # the per-ego attention runs made before (n3, n12/noshare seed 0) keep their names and stay as they are.
 ATTENTION=(--critic attention --common-draws --name-by critic --name-by common_draws)
+PP=(--task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4)  # the many-agent predator-prey
 status=0
 
 grid() {  # $1 = out folder, rest = flags; seed 0 first (unless SEED0_FIRST=0), then seeds 1-2 (same folders)
@@ -59,12 +60,10 @@ for stage in $STAGES; do
     pp) for share in noshare share; do  # (a folder per setting: run names hold only the grid's axes)
           for forms in FORMS ATTENTION; do
             declare -n chosen=$forms
-            grid "$OUT/pp/$share" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
-              "${chosen[@]}" "--$([ $share = share ] || echo no-)share-params"
+            grid "$OUT/pp/$share" "${PP[@]}" "${chosen[@]}" "--$([ $share = share ] || echo no-)share-params"
           done
         done
-        grid "$OUT/pp/noshare" --task predator_prey --env-kwargs num_adversaries=12,num_good=4,num_obstacles=4 \
-          --critic mlp --name-by critic --no-share-params ;;
+        grid "$OUT/pp/noshare" "${PP[@]}" --critic mlp --name-by critic --no-share-params ;;
     n24) for share in noshare share; do
            for forms in FORMS ATTENTION; do
              declare -n chosen=$forms
