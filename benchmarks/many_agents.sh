@@ -15,7 +15,8 @@
 #   n48   cooperative navigation, N = 48, the complete paper-budget run of item 3: mean-field, shared, float16
 #         replay (11.2 GB), bfloat16 hidden layers, 2 threads, a checkpoint every 5000 episodes (chosen when each
 #         checkpoint rewrote the whole replay); 1.7 h on 2 cores (measured), peak RSS 12.45 GB
-# Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored).
+# Results: benchmarks/results/many_agents/<stage>[/share|/noshare]/<run>/ (checkpoints are git-ignored; a
+# finished run drops its replay, --no-keep-replay: 5-6 GB each at N = 24, a dozen of them filled the disk once).
 # Temperature: every stage keeps the paper's alpha (0.02, tuned at N = 3; training warns). The runs that rescale
 # it (alpha 0.02 x N / 3, or masac-auto) are single `pgm-marl train` commands, in docs/RESULTS.md ("The
 # temperature at many agents"), results in <stage>/temperature/.
@@ -31,7 +32,7 @@ OUT=${OUT:-benchmarks/results/many_agents}
 CPUS=${CPUS:-2}
 SEED0_FIRST=${SEED0_FIRST:-1}
 STAGES=${STAGES:-"n3 n12 pp n24 n48"}
-COMMON=(--num-cpus "$CPUS" --no-tensorboard --algo masac)
+COMMON=(--num-cpus "$CPUS" --no-tensorboard --no-keep-replay --algo masac)
 FORMS=(--critic mean-field --critic local)
 # attention with one draw of each a_j for all egos (--common-draws: 1.3-2x cheaper per step, each agent's
 # estimator unchanged; N = 3 compares it with per-ego draws). Its runs are named ...__common_drawsTrue__seedK;
@@ -71,7 +72,7 @@ for stage in $STAGES; do
                "--$([ $share = share ] || echo no-)share-params"
            done
          done ;;
-    n48) $PGM sweep --out "$OUT/n48/share" --num-cpus "$CPUS" --no-tensorboard --algo masac --seed 0 \
+    n48) $PGM sweep --out "$OUT/n48/share" "${COMMON[@]}" --seed 0 \
            --task cooperative_navigation --env-kwargs N=48 --critic mean-field --name-by critic --share-params \
            --replay-dtype float16 --precision bfloat16 --threads 2 --checkpoint-every 5000 || status=1 ;;
     *) echo "unknown stage $stage (stages: n3 n12 pp n24 n48)" >&2; exit 2 ;;

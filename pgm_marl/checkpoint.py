@@ -33,6 +33,18 @@ CHECKPOINT_KEYS = ("learner", "buffer", "config", "timing", "rng", "counters")
 TENSOR_FILE = "__tensor_file__"
 
 
+def dropped_replay(nbytes: int) -> Dict[str, Any]:
+    """The ``buffer`` entry of a finished run's last checkpoint whose replay was dropped (``keep_replay=False``,
+    :func:`pgm_marl.session.drop_replay`): in place of the transitions, the bytes they held (``nbytes``; for
+    ``drop_replay``, its files' sizes)."""
+    return {"dropped": True, "nbytes": int(nbytes)}
+
+
+def replay_dropped(buffer: Any) -> bool:
+    """``buffer`` (a checkpoint's entry) is :func:`dropped_replay`'s marker."""
+    return isinstance(buffer, Mapping) and buffer.get("dropped") is True
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file in ``path``'s folder, fsync, ``os.replace``: ``path`` is whole or untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
@@ -170,6 +182,13 @@ def load_checkpoint(path: str | Path, required: Iterable[str] = (), files: Optio
         keep = set(only)
         payload = {k: v for k, v in payload.items() if k in keep}
     return _map_references(payload, (files if files is not None else TensorFiles.beside(path)).get)
+
+
+def peek_checkpoint(path: str | Path, key: str) -> Any:
+    """The top-level entry ``key`` of the checkpoint at ``path`` as stored: its :class:`TensorFiles` references
+    not followed (the file is memory-mapped; nothing else is read). For a checked file, after
+    :func:`load_checkpoint`."""
+    return _torch_load(Path(path), mmap=True).get(key)
 
 
 def check_counters(counters: Mapping[str, Any]) -> None:

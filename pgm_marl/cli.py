@@ -1,5 +1,6 @@
-"""Command line: ``pgm-marl train [--FIELD VALUE ...] [--resume]`` and ``pgm-marl evaluate RUN_DIR``; ``pgm-marl sweep``
-and ``pgm-marl report SWEEP_DIR`` are built in :mod:`pgm_marl.sweep` and :mod:`pgm_marl.report`.
+"""Command line: ``pgm-marl train [--FIELD VALUE ...] [--resume]``, ``pgm-marl evaluate RUN_DIR`` and ``pgm-marl
+drop-replay RUN_DIR...``; ``pgm-marl sweep`` and ``pgm-marl report SWEEP_DIR`` are built in :mod:`pgm_marl.sweep`
+and :mod:`pgm_marl.report`.
 
 The ``train`` flags are generated from :class:`~pgm_marl.config.TrainConfig` (``batch_size`` ->
 ``--batch-size``), with each field's help text, by :mod:`pgm_marl.flags` (as are the ``sweep`` flags). User
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int_at_least(0), default=None,
                     help="env seed, >= 0 (default: the run's seed + eval_seed_offset)")
     ev.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this animated GIF (.gif)")
+    dr = sub.add_parser("drop-replay", help="delete the replay buffer of finished runs' checkpoints (evaluate still "
+                        "reads them; they can no longer be extended)")
+    dr.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run folders of finished runs")
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
@@ -91,10 +95,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"gif: {render_gif(policies, spec, cfg, args.gif, seed)}")
 
 
+def cmd_drop_replay(args: argparse.Namespace) -> None:
+    from .session import drop_replay
+
+    for run_dir in args.run_dirs:
+        freed = drop_replay(run_dir)
+        print(f"{run_dir}: " + (f"replay dropped, {freed / 1e9:.2f} GB freed" if freed else "no replay left to drop"))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "sweep": cmd_sweep, "report": cmd_report}[args.command](args)
+        {"train": cmd_train, "evaluate": cmd_evaluate, "drop-replay": cmd_drop_replay, "sweep": cmd_sweep,
+         "report": cmd_report}[args.command](args)
     except UserError as err:  # a user mistake (TaskError, config, checkpoint, run folder) or non-finite numbers
         print(f"error: {one_line(err)}", file=sys.stderr)
         return err.exit_code

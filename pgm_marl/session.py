@@ -19,19 +19,19 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from .checkpoint import (CHECKPOINT_KEYS, TensorFiles, capture_rng, check_counters, env_generators,
-                         load_checkpoint, restore, restore_rng, save_checkpoint)
+from .checkpoint import (CHECKPOINT_KEYS, TensorFiles, capture_rng, check_counters, dropped_replay, env_generators,
+                         load_checkpoint, peek_checkpoint, replay_dropped, restore, restore_rng, save_checkpoint)
 from .config import TrainConfig
-from .errors import ConfigError, MissingFileError, NonFiniteError, RunExistsError
+from .errors import CheckpointError, ConfigError, MissingFileError, NonFiniteError, RunExistsError
 from .evaluate import evaluate
 from .guards import check_finite_state, learning_plan_warning
 from .metrics import MetricsLogger, plot_learning_curve, random_baseline
 from .runfolder import check_out_folder, make_run_folder, remove_stale_temp_files
 
-__all__ = ["RESUMABLE_CHANGES", "resume_conflict", "Timer", "RunSession"]
+__all__ = ["RESUMABLE_CHANGES", "resume_conflict", "Timer", "RunSession", "drop_replay"]
 
 #: fields that may differ between a checkpoint and the config that resumes it
-RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "out", "progress", "tensorboard", "threads")
+RESUMABLE_CHANGES = ("episodes", "checkpoint_every", "keep_replay", "out", "progress", "tensorboard", "threads")
 
 
 def resume_conflict(cfg: TrainConfig, saved) -> Optional[Tuple[str, object, object]]:
@@ -99,6 +99,12 @@ class RunSession:
                 key, old, value = conflict
                 raise ConfigError(f"cannot resume {self.ckpt_path}: {key}={value!r} differs from the checkpoint's "
                                   f"{old!r} (only {', '.join(RESUMABLE_CHANGES)} may change)")
+            done = self.ckpt["counters"].get("episode")
+            if replay_dropped(self.ckpt["buffer"]) and isinstance(done, int) and done < cfg.episodes:
+                raise CheckpointError(f"cannot extend {self.ckpt_path} to {cfg.episodes} episodes: the run finished "
+                                      f"at episode {done} and its last checkpoint dropped the replay buffer "
+                                      f"(--no-keep-replay or pgm-marl drop-replay); accepted: --episodes {done} or fewer, "
+                                      "or a new run")
         self.counters = {"episode": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
         self.timer = Timer()
         self.last_checkpoint: Optional[int] = None
@@ -117,7 +123,8 @@ class RunSession:
         self.learner, self.venv, self.make_eval_env, self.generators = learner, venv, make_eval_env, generators
         if ckpt is not None:  # a checkpoint that does not fit is refused before any file of the run is touched
             restore(path, "learner", learner.load_state_dict, ckpt["learner"])
-            restore(path, "replay buffer", learner.memory.load_state_dict, ckpt["buffer"])
+            if not replay_dropped(ckpt["buffer"]):  # (dropped: a finished run, nothing left to train)
+                restore(path, "replay buffer", learner.memory.load_state_dict, ckpt["buffer"])
             restore(path, "counters", check_counters, ckpt["counters"])
             self.counters.update(ckpt["counters"])
             self.timer = Timer(ckpt["timing"])
@@ -200,15 +207,19 @@ class RunSession:
     def checkpoint(self) -> None:
         """Write checkpoint.pt atomically (learner, replay memory, config, counters, timing, every RNG state; a
         non-finite learner state is refused) and redraw learning_curve.png. The replay's chunks go to
-        ``checkpoint_files/``, only those written since the last checkpoint."""
+        ``checkpoint_files/``, only those written since the last checkpoint; the run's last checkpoint drops
+        them (and their files) with ``keep_replay`` off."""
         learner, counters = self.learner, self.counters
+        drop = counters["episode"] >= self.cfg.episodes and not self.cfg.keep_replay
         counters["wall_seconds"] = self.wall()
         learner_state = learner.state_dict()
         check_finite_state(learner_state, f"refusing to write {self.ckpt_path} at update {counters['updates']}: "
                                           "learner state", self.venv.spec.agents)
         with self.timer("checkpoint"):  # (the checkpoint's own seconds are counted from the next one on)
             save_checkpoint(self.ckpt_path, {
-                "learner": learner_state, "buffer": learner.memory.state_dict(self.files),
+                "learner": learner_state,
+                "buffer": dropped_replay(getattr(learner.memory, "nbytes", 0)) if drop else
+                learner.memory.state_dict(self.files),
                 "config": self.cfg.to_dict(), "counters": dict(counters), "timing": dict(self.timer.totals),
                 "rng": capture_rng(self.generators(), env_generators(self.venv)),
             }, files=self.files)
@@ -234,3 +245,27 @@ class RunSession:
         print(f"done: {c['episode']} episodes, {c['env_steps']} env steps, {c['updates']} updates in "
               f"{timing['wall']:.1f}s ({split}), replay {replay_bytes / 1e6:.1f} MB; results in {self.run_dir}")
         return self.run_dir
+
+
+def drop_replay(run_dir: str | Path) -> int:
+    """Drop the replay buffer from a finished run's checkpoint, as ``keep_replay`` off would have at its end:
+    ``checkpoint.pt`` is rewritten atomically without it (weights, config, counters, timing and RNG states kept:
+    ``pgm-marl evaluate`` reads the run as before), then its files in ``checkpoint_files/`` are deleted. Returns
+    the bytes deleted (0 when it was dropped already). A run that has not finished is refused: resuming it needs
+    its replay."""
+    path = Path(run_dir) / "checkpoint.pt"
+    keys = [k for k in CHECKPOINT_KEYS if k != "buffer"]
+    kept = load_checkpoint(path, required=CHECKPOINT_KEYS, only=keys)  # (memory-mapped; no chunk file opened)
+    if replay_dropped(peek_checkpoint(path, "buffer")):
+        return 0
+    done, episodes = kept["counters"].get("episode"), kept["config"].get("episodes")
+    if not (isinstance(done, int) and isinstance(episodes, int) and done >= episodes):
+        raise CheckpointError(f"{path} is not a finished run's (episode {done} of {episodes}): resuming it needs "
+                              "its replay buffer; accepted: the checkpoint of a finished run")
+    files = TensorFiles.beside(path)
+    held = [p for p in files.folder.iterdir() if p.is_file()] if files.folder.is_dir() else []
+    nbytes = sum(p.stat().st_size for p in held)
+    save_checkpoint(path, {**kept, "buffer": dropped_replay(nbytes)}, files=files)  # then deletes every file
+    if files.folder.is_dir() and not any(files.folder.iterdir()):
+        files.folder.rmdir()
+    return nbytes

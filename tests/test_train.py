@@ -193,6 +193,67 @@ def test_a_checkpoint_from_before_a_field_existed_resumes_with_its_default(tmp_p
     assert [int(r["episode"]) for r in rows(out)] == [2, 4, 6]
 
 
+def test_keep_replay_off_drops_it_from_the_last_checkpoint_only(tmp_path, tiny_learner, tiny, monkeypatch):
+    """``keep_replay=False``: the checkpoints before the last hold the replay (an interrupted run resumes), the last
+    drops it and its files; it may be switched on resume (the run still ends bit-identical to a straight one); a
+    finished run without replay refuses to be extended, with one line."""
+    from pgm_marl import session as session_mod
+    from pgm_marl.checkpoint import replay_dropped
+    written = []
+    save = session_mod.save_checkpoint
+
+    def recording(path, payload, files=None):
+        written.append((payload["counters"]["episode"], replay_dropped(payload["buffer"])))
+        save(path, payload, files)
+    monkeypatch.setattr(session_mod, "save_checkpoint", recording)
+    straight = train(TrainConfig(**tiny, out=str(tmp_path / "straight")))
+    assert written == [(2, False), (4, False), (6, False)]
+    written.clear()
+    cut = train(TrainConfig(**{**tiny, "episodes": 4, "keep_replay": True}, out=str(tmp_path / "cut")))
+    resumed = train(TrainConfig(**{**tiny, "keep_replay": False}, out=str(cut)), resume=True)
+    assert written == [(2, False), (4, False), (6, True)]  # (the last only)
+    assert rows(resumed) == rows(straight)
+    a, b = (load_checkpoint(run / "checkpoint.pt") for run in (straight, resumed))
+    assert same(a["learner"], b["learner"]) and same(a["rng"], b["rng"])
+    assert a["counters"]["updates"] == b["counters"]["updates"] == 9
+    assert b["buffer"] == {"dropped": True, "nbytes": json.loads((resumed / "timing.json").read_text())["replay_bytes"]}
+    assert b["buffer"]["nbytes"] > 0 and not any((resumed / "checkpoint_files").iterdir())
+    with pytest.raises(ValueError, match="finished at episode 6 and its last checkpoint dropped the replay buffer"):
+        train(TrainConfig(**{**tiny, "episodes": 8}, out=str(resumed)), resume=True)
+    train(TrainConfig(**tiny, out=str(resumed)), resume=True)  # nothing left to train: no replay needed
+    assert rows(resumed) == rows(straight)
+
+
+def test_drop_replay_of_finished_runs(tmp_path, capsys):
+    """``pgm-marl drop-replay``: a finished run's checkpoint loses its replay and files, not its weights (evaluate
+    reads it as before); a second call finds nothing; an unfinished run and a missing one are refused in one
+    line."""
+    from pgm_marl.evaluate import evaluate, load_trained
+    cfg = TrainConfig(**{**TINY, "backend": "torch", "episodes": 4}, out=str(tmp_path / "run"))
+    run = train(cfg)
+    before = torch.load(run / "checkpoint.pt", weights_only=True)
+    files = sum(p.stat().st_size for p in (run / "checkpoint_files").iterdir())
+    returns = evaluate(load_trained(run)[2], load_trained(run)[1], cfg, 3, 7)
+    assert files > 0 and cli.main(["drop-replay", str(run)]) == 0
+    assert f"replay dropped, {files / 1e9:.2f} GB freed" in capsys.readouterr().out
+    after = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert after["buffer"] == {"dropped": True, "nbytes": files} and not (run / "checkpoint_files").exists()
+    assert all(same(before[k], after[k]) for k in before if k != "buffer")
+    assert evaluate(load_trained(run)[2], load_trained(run)[1], cfg, 3, 7) == returns
+    assert cli.main(["drop-replay", str(run)]) == 0 and "no replay left to drop" in capsys.readouterr().out
+    unfinished = train(TrainConfig(**{**TINY, "backend": "torch", "episodes": 2}, out=str(tmp_path / "half")))
+    raw = torch.load(unfinished / "checkpoint.pt", weights_only=True)
+    raw["config"]["episodes"] = 4  # (as if it had stopped at episode 2 of 4)
+    torch.save(raw, unfinished / "checkpoint.pt")
+    capsys.readouterr()
+    assert cli.main(["drop-replay", str(unfinished), str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a finished run's (episode 2 of 4)" in err and err.count("\n") == 1
+    assert any((unfinished / "checkpoint_files").iterdir())
+    assert cli.main(["drop-replay", str(tmp_path / "none")]) == 2
+    assert "no checkpoint file at" in capsys.readouterr().err
+
+
 def test_cli_help_and_errors(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--help"])
