@@ -103,8 +103,8 @@ class RunSession:
             if replay_dropped(self.ckpt["buffer"]) and isinstance(done, int) and done < cfg.episodes:
                 raise CheckpointError(f"cannot extend {self.ckpt_path} to {cfg.episodes} episodes: the run finished "
                                       f"at episode {done} and its last checkpoint dropped the replay buffer "
-                                      f"(--no-keep-replay or pgm-marl drop-replay); accepted: --episodes {done} or fewer, "
-                                      "or a new run")
+                                      f"(--no-keep-replay or pgm-marl drop-replay); accepted: --episodes {done} or "
+                                      "fewer, or a new run")
         self.counters = {"episode": 0, "env_steps": 0, "updates": 0, "wall_seconds": 0.0}
         self.timer = Timer()
         self.last_checkpoint: Optional[int] = None
