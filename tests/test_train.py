@@ -233,13 +233,16 @@ def test_drop_replay_of_finished_runs(tmp_path, capsys):
     run = train(cfg)
     before = torch.load(run / "checkpoint.pt", weights_only=True)
     files = sum(p.stat().st_size for p in (run / "checkpoint_files").iterdir())
-    returns = evaluate(load_trained(run)[2], load_trained(run)[1], cfg, 3, 7)
+    def returns():
+        _, spec, policies, _ = load_trained(run)
+        return evaluate(policies, spec, cfg, 3, 7)
+    expected = returns()
     assert files > 0 and cli.main(["drop-replay", str(run)]) == 0
     assert f"replay dropped, {files / 1e9:.2f} GB freed" in capsys.readouterr().out
     after = torch.load(run / "checkpoint.pt", weights_only=True)
     assert after["buffer"] == {"dropped": True, "nbytes": files} and not (run / "checkpoint_files").exists()
     assert all(same(before[k], after[k]) for k in before if k != "buffer")
-    assert evaluate(load_trained(run)[2], load_trained(run)[1], cfg, 3, 7) == returns
+    assert returns() == expected
     assert cli.main(["drop-replay", str(run)]) == 0 and "no replay left to drop" in capsys.readouterr().out
     unfinished = train(TrainConfig(**{**TINY, "backend": "torch", "episodes": 2}, out=str(tmp_path / "half")))
     raw = torch.load(unfinished / "checkpoint.pt", weights_only=True)
