@@ -209,6 +209,10 @@ def test_keep_replay_off_drops_it_from_the_last_checkpoint_only(tmp_path, tiny_l
     straight = train(TrainConfig(**tiny, out=str(tmp_path / "straight")))
     assert written == [(2, False), (4, False), (6, False)]
     written.clear()
+    off = train(TrainConfig(**{**tiny, "keep_replay": False}, out=str(tmp_path / "off")))
+    assert written == [(2, False), (4, False), (6, True)]  # (the last only)
+    assert rows(off) == rows(straight)
+    written.clear()
     cut = train(TrainConfig(**{**tiny, "episodes": 4, "keep_replay": True}, out=str(tmp_path / "cut")))
     resumed = train(TrainConfig(**{**tiny, "keep_replay": False}, out=str(cut)), resume=True)
     assert written == [(2, False), (4, False), (6, True)]  # (the last only)
