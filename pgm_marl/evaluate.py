@@ -32,6 +32,26 @@ def load_trained(run_dir: str | Path):
     return cfg, spec, policies, ckpt["counters"]
 
 
+class CrossPlay:
+    """Several runs' policies acting as one: agent j acts by ``policies[owner[j]]`` (cross-play: one run's team
+    against another run's team, e.g. ``CrossPlay([a, b], [0] * 12 + [1] * 4)`` for a's 12 predators against b's 4
+    prey). Each of ``policies`` acts as a learner does (``act(obs, deterministic)``, one action per agent)."""
+
+    def __init__(self, policies, owner):
+        self.policies, self.owner = list(policies), list(owner)
+        bad = [k for k in self.owner if not (isinstance(k, int) and 0 <= k < len(self.policies))]
+        if bad:
+            raise ValueError(f"owner {self.owner}: {bad[0]!r} is not a policy index; accepted: ints in "
+                             f"0..{len(self.policies) - 1}")
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        acts = [policy.act(obs, deterministic) for policy in self.policies]
+        if any(len(a) != len(self.owner) for a in acts):
+            raise ValueError(f"a policy acted for {[len(a) for a in acts]} agents; owner names {len(self.owner)}")
+        return [acts[k][j] for j, k in enumerate(self.owner)]
+
+
 @torch.no_grad()
 def evaluate(policies, spec: TaskSpec, cfg: TrainConfig, episodes: int, seed: int,
              venv: VectorEnvBase | None = None) -> Dict[str, float]:

@@ -342,3 +342,27 @@ def test_cli_enables_torch_huge_pages_before_torch_is_imported(preset, expected)
         env["THP_MEM_ALLOC_ENABLE"] = preset
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_cross_play_takes_each_agent_from_its_owner(tmp_path):
+    """``CrossPlay``: agent j acts by the policy ``owner[j]`` names. Checked against one policy object whose actors
+    hold a's weights for the predators and b's for the prey (an independent construction): same evaluation
+    returns; a bad owner index is a one-line error."""
+    from pgm_marl.envs import make_env
+    from pgm_marl.evaluate import CrossPlay, evaluate
+    from pgm_marl.learner import TrainedPolicies
+    cfg = TrainConfig(task="predator_prey", hidden=16, backend="torch", progress=False, tensorboard=False)
+    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
+    prey = set(spec.team_indices("prey"))
+    owner = [1 if j in prey else 0 for j in range(len(spec.agents))]
+    torch.manual_seed(0)
+    a, b, spliced = (TrainedPolicies(spec, cfg) for _ in range(3))
+    state = {k: torch.stack([(b if owner[j] else a).actors.state_dict()[k][j] for j in range(len(owner))])
+             for k in spliced.actors.state_dict()}
+    spliced.actors.load_state_dict(state)
+    crossed = evaluate(CrossPlay([a, b], owner), spec, cfg, 20, 3)
+    assert crossed == evaluate(spliced, spec, cfg, 20, 3)
+    assert crossed != evaluate(CrossPlay([b, a], owner), spec, cfg, 20, 3)  # (the swap is another pairing)
+    assert evaluate(CrossPlay([a, a], owner), spec, cfg, 20, 3) == evaluate(a, spec, cfg, 20, 3)
+    with pytest.raises(ValueError, match="2 is not a policy index; accepted: ints in 0..1"):
+        CrossPlay([a, b], [0, 2, 1, 1])
