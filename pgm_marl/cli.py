@@ -42,6 +42,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}{hint} (see {self.prog} --help)\n")
 
 
+def _team_run(text: str) -> tuple:
+    """``TEAM=RUN_DIR`` of ``evaluate --team``."""
+    team, sep, run = text.partition("=")
+    if not sep or not team.strip() or not run.strip():
+        raise argparse.ArgumentTypeError(f"got {text!r}; accepted: TEAM=RUN_DIR, e.g. prey=runs/other")
+    return team.strip(), run.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pgm-marl", description="Multi-agent RL as probabilistic inference (MA-SAC)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int_at_least(0), default=None,
                     help="env seed, >= 0 (default: the run's seed + eval_seed_offset)")
     ev.add_argument("--gif", default=None, metavar="PATH", help="also render one episode to this animated GIF (.gif)")
+    ev.add_argument("--team", action="append", default=[], metavar="TEAM=RUN_DIR", type=_team_run,
+                    help="cross-play: TEAM acts by RUN_DIR's policies (a run of the same task), e.g. "
+                         "--team prey=runs/other; repeatable")
     dr = sub.add_parser("drop-replay", help="delete the replay buffer of finished runs' checkpoints (evaluate still "
                         "reads them; they can no longer be extended)")
     dr.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run folders of finished runs")
@@ -82,12 +93,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.gif:
         check_output_file(args.gif, "--gif", suffix=".gif")
-    from .evaluate import evaluate, load_trained, render_gif
+    from .evaluate import evaluate, load_trained, render_gif, with_teams_from
 
     cfg, spec, policies, counters = load_trained(args.run_dir)
+    teams = dict(args.team)
+    policies = with_teams_from(args.run_dir, policies, teams)
     seed = cfg.seed + cfg.eval_seed_offset if args.seed is None else args.seed
     returns = evaluate(policies, spec, cfg, args.episodes, seed)
-    print(f"{cfg.task} / {cfg.algo}, episode {counters['episode']}, "
+    crossed = "".join(f", {team} from {run}" for team, run in teams.items())
+    print(f"{cfg.task} / {cfg.algo}, episode {counters['episode']}{crossed}, "
           f"{args.episodes} episodes (seed {seed}), deterministic policies:")
     for team, value in returns.items():
         print(f"  return/{team}: {value:.3f}")

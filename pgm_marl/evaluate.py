@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Mapping
 
 import torch
 
@@ -50,6 +50,32 @@ class CrossPlay:
         if any(len(a) != len(self.owner) for a in acts):
             raise ValueError(f"a policy acted for {[len(a) for a in acts]} agents; owner names {len(self.owner)}")
         return [acts[k][j] for j, k in enumerate(self.owner)]
+
+
+def with_teams_from(run_dir: str | Path, policies, teams: Mapping[str, str | Path]):
+    """The policies of the run in ``run_dir`` with each team of ``teams`` (``{team: other run folder}``) acting by
+    the other run's policies instead (a :class:`CrossPlay`; ``policies`` itself when ``teams`` is empty). The runs
+    must share task, environment options and agents; a team the task lacks or another run's task is one line."""
+    if not teams:
+        return policies
+    cfg = TrainConfig.load(Path(run_dir) / "config.json")
+    _, spec = make_env(cfg.task, max_cycles=cfg.max_cycles, **cfg.env_options())
+    members, owner = [policies], [0] * len(spec.agents)
+    for team, other_dir in teams.items():
+        if team not in spec.teams:
+            raise ConfigError(f"--team {team}={other_dir}: {cfg.task} has no team {team!r}; accepted: "
+                              f"{', '.join(spec.teams)}")
+        other_cfg, other_spec, other, _ = load_trained(other_dir)
+        if (other_cfg.task, other_cfg.env_options(), other_spec.teams) != (cfg.task, cfg.env_options(), spec.teams):
+            def what(c, sp):
+                return (f"{c.task} (env_kwargs {c.env_kwargs!r}; teams "
+                        f"{', '.join(f'{t} of {len(m)}' for t, m in sp.teams.items())})")
+            raise ConfigError(f"--team {team}={other_dir}: a run of {what(other_cfg, other_spec)}; accepted: a run "
+                              f"of {what(cfg, spec)}, as {run_dir}")
+        members.append(other)
+        for j in spec.team_indices(team):
+            owner[j] = len(members) - 1
+    return CrossPlay(members, owner)
 
 
 @torch.no_grad()

@@ -366,3 +366,28 @@ def test_cross_play_takes_each_agent_from_its_owner(tmp_path):
     assert evaluate(CrossPlay([a, a], owner), spec, cfg, 20, 3) == evaluate(a, spec, cfg, 20, 3)
     with pytest.raises(ValueError, match="2 is not a policy index; accepted: ints in 0..1"):
         CrossPlay([a, b], [0, 2, 1, 1])
+
+
+def test_cli_evaluate_one_team_from_another_run(tmp_path, capsys):
+    """``pgm-marl evaluate A --team prey=B``: A's predators against B's prey, the numbers of ``CrossPlay`` over the
+    two runs' loaded policies; a team the task lacks, a run of another task and a malformed value are one line."""
+    from pgm_marl.evaluate import CrossPlay, evaluate, load_trained
+    base = {**TINY, "task": "predator_prey", "backend": "torch", "episodes": 2}
+    a, b = (train(TrainConfig(**base, seed=s, out=str(tmp_path / f"s{s}"))) for s in (0, 1))
+    cn = train(TrainConfig(**{**base, "task": "cooperative_navigation"}, out=str(tmp_path / "cn")))
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(a), "--episodes", "5", "--team", f"prey={b}"]) == 0
+    text = capsys.readouterr().out
+    cfg, spec, pa, _ = load_trained(a)
+    owner = [1 if j in spec.team_indices("prey") else 0 for j in range(len(spec.agents))]
+    want = evaluate(CrossPlay([pa, load_trained(b)[2]], owner), spec, cfg, 5, cfg.seed + cfg.eval_seed_offset)
+    assert f"prey from {b}" in text and all(f"return/{t}: {v:.3f}" in text for t, v in want.items())
+    assert want != evaluate(pa, spec, cfg, 5, cfg.seed + cfg.eval_seed_offset)  # (B's prey are not A's)
+    for flag, message in ((f"wolves={b}", "has no team 'wolves'; accepted: predators, prey"),
+                          (f"prey={cn}", "a run of cooperative_navigation")):
+        assert cli.main(["evaluate", str(a), "--episodes", "5", "--team", flag]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    with pytest.raises(SystemExit) as exit_:  # (argparse's own one-line error)
+        cli.main(["evaluate", str(a), "--team", "prey"])
+    assert exit_.value.code == 2 and "got 'prey'; accepted: TEAM=RUN_DIR" in capsys.readouterr().err
