@@ -61,6 +61,32 @@ def fmt(values) -> str:
     return f"{m:.2f} ± {s:.2f}" if len(values) > 1 else f"{m:.2f}"
 
 
+def plot(path, labels, groups, results, teams, episodes) -> None:
+    """Two heat maps, one per team: its mean return, row group's row team against column group's column team."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(5.2 * 2, 4.4))
+    for ax, team, cmap in zip(axes, teams, ("Reds", "Blues")):
+        m = np.array([[statistics.mean(results[a, b][team] for a in groups[g] for b in groups[h]) for h in labels]
+                      for g in labels])
+        ax.imshow(m, cmap=cmap)
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center",
+                        color="white" if (m[i, j] - m.min()) > 0.6 * (m.max() - m.min() + 1e-9) else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel(f"{teams[1]} trained with")
+        ax.set_ylabel(f"{teams[0]} trained with")
+        ax.set_title(f"{poss(team)} return")
+    fig.suptitle(f"cross-play, mean over run pairs, {episodes} episodes per pairing")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--group", action="append", required=True, metavar="LABEL=PATTERN",
@@ -70,6 +96,8 @@ def main() -> None:
                    help="env seed of every pairing (default: 10000, the evaluation seed of seed-0 runs)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="JSON file for every pairing's returns and the tables")
+    p.add_argument("--plot", default=None, help="PNG of the matrix: each team's return, row group against column "
+                                                "group (two panels)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -148,6 +176,8 @@ def main() -> None:
               "pairs (matrix) or over the group's runs, each averaged over all opponents (common opponents). P(A > B): "
               "probability that a run of A scores higher than a run of B against the same opponents (Mann-Whitney, "
               "ties 1/2; 95% bootstrap CI over runs, rliable), from each run's mean over all opponents."]
+    if args.plot:
+        plot(args.plot, labels, groups, results, (row_team, column_team), args.episodes)
     text = "\n".join(lines)
     print(text)
     if args.out:
