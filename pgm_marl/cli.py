@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .config import TrainConfig
-from .errors import MissingFileError, UserError, one_line
+from .errors import CheckpointError, MissingFileError, UserError, one_line
 from .flags import add_config_flags, int_at_least
 from .report import add_report_parser, cmd_report
 from .runfolder import check_out_folder, check_output_file
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "--team prey=runs/other; repeatable")
     dr = sub.add_parser("drop-replay", help="delete the replay buffer of finished runs' checkpoints (evaluate still "
                         "reads them; they can no longer be extended)")
-    dr.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run folders of finished runs")
+    dr.add_argument("run_dirs", metavar="RUN_DIR", nargs="+",
+                    help="run folders of finished runs, or folders of runs (a sweep's: its unfinished runs skipped)")
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
@@ -110,11 +111,30 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_drop_replay(args: argparse.Namespace) -> None:
+    """Each RUN_DIR a run folder (refused unless finished), or a folder of runs (a sweep's): there, every finished
+    run below it, the others skipped and listed."""
     from .session import drop_replay
 
-    for run_dir in args.run_dirs:
-        freed = drop_replay(run_dir)
-        print(f"{run_dir}: " + (f"replay dropped, {freed / 1e9:.2f} GB freed" if freed else "no replay left to drop"))
+    total = 0
+    for folder in map(Path, args.run_dirs):
+        if (folder / "checkpoint.pt").is_file() or not folder.is_dir():
+            runs, sweep = [folder], False  # (a missing folder: drop_replay's one-line error)
+        else:
+            runs, sweep = sorted(p.parent for p in folder.rglob("checkpoint.pt")), True
+            if not runs:
+                raise MissingFileError(f"no run folder (checkpoint.pt) in {folder}; accepted: a run folder or a "
+                                       "folder of runs")
+        for run in runs:
+            try:
+                freed = drop_replay(run)
+            except CheckpointError as err:
+                if not sweep:
+                    raise
+                print(f"{run}: skipped ({one_line(err)})")
+                continue
+            total += freed
+            print(f"{run}: " + (f"replay dropped, {freed / 1e9:.2f} GB freed" if freed else "no replay left to drop"))
+    print(f"{total / 1e9:.2f} GB freed")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

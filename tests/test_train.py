@@ -259,6 +259,20 @@ def test_drop_replay_of_finished_runs(tmp_path, capsys):
     assert any((unfinished / "checkpoint_files").iterdir())
     assert cli.main(["drop-replay", str(tmp_path / "none")]) == 2
     assert "no checkpoint file at" in capsys.readouterr().err
+    # a folder of runs (a sweep's): every finished run below it, the unfinished one skipped and named
+    again = train(TrainConfig(**{**TINY, "backend": "torch", "episodes": 2}, out=str(tmp_path / "sweep" / "again")))
+    shutil.move(str(unfinished), str(tmp_path / "sweep" / "half"))
+    shutil.move(str(run), str(tmp_path / "sweep" / "run"))
+    capsys.readouterr()
+    assert cli.main(["drop-replay", str(tmp_path / "sweep")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{again}: replay dropped") and "half: skipped (" in lines[1]
+    assert lines[2].endswith("run: no replay left to drop") and lines[3].endswith("GB freed") and len(lines) == 4
+    assert not (again / "checkpoint_files").exists()
+    assert any((tmp_path / "sweep" / "half" / "checkpoint_files").iterdir())
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["drop-replay", str(tmp_path / "empty")]) == 2
+    assert "no run folder (checkpoint.pt) in" in capsys.readouterr().err
 
 
 def test_cli_help_and_errors(capsys):
