@@ -16,7 +16,7 @@ LABEL=PATTERN``, one run folder per seed, as ``plot_runs.py``) are then compared
 
 Self-play of a run at its own evaluation seed and episodes (``cfg.seed + eval_seed_offset``, ``eval_episodes``)
 reproduces the last row of its ``metrics.csv`` (the checkpoint holds the policies of the last evaluation): the
-script checks it for every run first and stops if one differs.
+script checks it for every run before any pairing and stops if one differs.
 
 Usage:
     R=benchmarks/results/many_agents/pp/noshare
@@ -125,13 +125,6 @@ def main() -> None:
           f"{args.episodes} episodes at seed {args.seed}; {len(loaded)} runs, {len(loaded) ** 2} pairings", flush=True)
 
     runs = list(loaded)
-    results = {}  # (row run, column run) -> {team: return}
-    start = time.perf_counter()
-    for k, a in enumerate(runs):
-        for b in runs:
-            pair = CrossPlay([loaded[a][2], loaded[b][2]], owner)
-            results[a, b] = evaluate(pair, spec0, cfg0, args.episodes, args.seed)
-        print(f"  {k + 1}/{len(runs)} row runs done ({time.perf_counter() - start:.0f} s)", flush=True)
     for run in runs:  # self-play at the run's own evaluation seed = its metrics.csv's last evaluation
         cfg, _, policies, _ = loaded[run]
         own = evaluate(policies, spec0, cfg, cfg.eval_episodes, cfg.seed + cfg.eval_seed_offset)
@@ -141,6 +134,14 @@ def main() -> None:
                 sys.exit(f"{run}: self-play {team} {own[team]:.4f} != its last evaluation {want:.4f}: the "
                          "checkpoint is not the run's final policy, or the evaluation differs")
     print(f"  check: each run's self-play at its own evaluation seed equals its last evaluation ({len(runs)} runs)")
+
+    results = {}  # (row run, column run) -> {team: return}
+    start = time.perf_counter()
+    for k, a in enumerate(runs):
+        for b in runs:
+            pair = CrossPlay([loaded[a][2], loaded[b][2]], owner)
+            results[a, b] = evaluate(pair, spec0, cfg0, args.episodes, args.seed)
+        print(f"  {k + 1}/{len(runs)} row runs done ({time.perf_counter() - start:.0f} s)", flush=True)
 
     labels = list(groups)
     lines = [f"### {poss(row_team)} return, {row_team} of the row group against {column_team} of the column group",
