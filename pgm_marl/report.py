@@ -36,7 +36,7 @@ from .errors import ConfigError, MissingFileError, one_line
 from .metrics import return_columns
 
 #: config fields that never define a group: the seed, and fields that do not change what is learned
-NOT_GROUPING = ("seed", "out", "progress", "tensorboard", "threads", "checkpoint_every")
+NOT_GROUPING = ("seed", "out", "progress", "tensorboard", "threads", "checkpoint_every", "keep_replay")
 #: the four MPE tasks of the paper (marl-eval's environment name for them is "mpe")
 MPE_TASKS = ("cooperative_navigation", "cooperative_communication", "predator_prey", "physical_deception")
 

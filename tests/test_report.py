@@ -147,6 +147,18 @@ def test_other_varying_fields_split_groups(tmp_path):
     assert (c["setting_a"], c["setting_b"]) == ("masac, alpha=0.01", "maddpg, alpha=0.01")
 
 
+def test_bookkeeping_fields_do_not_split_groups(tmp_path):
+    """Runs that differ only in what the run keeps or shows (threads, checkpoint cadence, whether the last checkpoint
+    keeps the replay) are one setting; a field that changes the training (here alpha) still splits."""
+    fake_run(tmp_path, "cooperative_navigation", "masac", 0, {"all": [1.0]}, keep_replay=True, threads=1)
+    fake_run(tmp_path, "cooperative_navigation", "masac", 1, {"all": [2.0]}, keep_replay=False, threads=2,
+             checkpoint_every=500)
+    fake_run(tmp_path, "cooperative_navigation", "masac", 2, {"all": [3.0]}, alpha=0.5)
+    _, numbers, _ = build_report(tmp_path, reps=REPS)
+    assert {s["setting"]: s["seeds"] for s in numbers["groups"]} == {"masac, alpha=None": [0, 1],
+                                                                     "masac, alpha=0.5": [2]}
+
+
 def test_runs_from_before_a_field_existed_group_with_its_default(tmp_path):
     """A config.json written before ``precision`` existed belongs with the float32 runs, not in a group of its own
     (``precision=None``); a bfloat16 run is its own group."""
