@@ -405,3 +405,10 @@ def test_cli_evaluate_one_team_from_another_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # (argparse's own one-line error)
         cli.main(["evaluate", str(a), "--team", "prey"])
     assert exit_.value.code == 2 and "got 'prey'; accepted: TEAM=RUN_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["share_params", "common_draws", "keep_replay"])
+def test_bool_fields_refuse_other_values_in_one_line(field):
+    """A config.json (or library caller) giving a bool field another value is a one-line error naming it."""
+    with pytest.raises(ValueError, match=f"^{field} must be true or false, got 'yes'$"):
+        TrainConfig(**{field: "yes"})
