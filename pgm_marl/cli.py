@@ -96,6 +96,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         check_output_file(args.gif, "--gif", suffix=".gif")
     from .evaluate import evaluate, load_trained, render_gif, with_teams_from
 
+    named = [team for team, _ in args.team]
+    twice = sorted({team for team in named if named.count(team) > 1})
+    if twice:  # (a dict would keep the last silently)
+        raise UserError(f"--team names {', '.join(twice)} more than once; accepted: each team at most once, e.g. "
+                        "--team prey=runs/other")
     cfg, spec, policies, counters = load_trained(args.run_dir)
     teams = dict(args.team)
     policies = with_teams_from(args.run_dir, policies, teams)

@@ -384,7 +384,8 @@ def test_cross_play_takes_each_agent_from_its_owner(tmp_path):
 
 def test_cli_evaluate_one_team_from_another_run(tmp_path, capsys):
     """``pgm-marl evaluate A --team prey=B``: A's predators against B's prey, the numbers of ``CrossPlay`` over the
-    two runs' loaded policies; a team the task lacks, a run of another task and a malformed value are one line."""
+    two runs' loaded policies; a team the task lacks, a run of another task, a team named twice and a malformed value
+    are one line."""
     from pgm_marl.evaluate import CrossPlay, evaluate, load_trained
     base = {**TINY, "task": "predator_prey", "backend": "torch", "episodes": 2}
     a, b = (train(TrainConfig(**base, seed=s, out=str(tmp_path / f"s{s}"))) for s in (0, 1))
@@ -402,6 +403,9 @@ def test_cli_evaluate_one_team_from_another_run(tmp_path, capsys):
         assert cli.main(["evaluate", str(a), "--episodes", "5", "--team", flag]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+    assert cli.main(["evaluate", str(a), "--team", f"prey={b}", "--team", f"prey={cn}"]) == 2  # (not the last)
+    err = capsys.readouterr().err
+    assert "--team names prey more than once" in err and err.count("\n") == 1, err
     with pytest.raises(SystemExit) as exit_:  # (argparse's own one-line error)
         cli.main(["evaluate", str(a), "--team", "prey"])
     assert exit_.value.code == 2 and "got 'prey'; accepted: TEAM=RUN_DIR" in capsys.readouterr().err
