@@ -261,14 +261,54 @@ def setting_comparisons(groups: Sequence[Group], name: str, a: str, b: str) -> L
     return sorted(out, key=lambda c: (c[0].task, c[2], c[0].label))
 
 
-def comparison_stats(groups: Sequence[Group], pairs: Sequence[str], last: int, reps: int) -> Tuple[list, list]:
+def why_unpaired(groups: Sequence[Group], pair: str) -> str:
+    """Why ``pair`` (``"A:B"`` or ``"FIELD=A:B"``) pairs no two groups: a side no group has, or the other
+    settings in which every group of A differs from every group of B."""
+    a, b = pair.split(":")
+    name, _, a = a.rpartition("=")
+
+    def has(g: Group, value: str) -> bool:
+        if name:
+            return str(dict(g.extra).get(name, object())) == value
+        return value in team_algos(g.algo, g.teams).values()
+
+    what = f"{name}=" if name else "algorithm "
+    for value in (a, b):
+        if not any(has(g, value) for g in groups):
+            if name:
+                present = sorted({str(dict(g.extra)[name]) for g in groups if name in dict(g.extra)})
+                if not present:
+                    varying = sorted({k for g in groups for k, _ in g.extra})
+                    return (f"{name} does not vary between these runs; settings that do: "
+                            f"{', '.join(varying) or 'none'}")
+            else:
+                present = sorted({x for g in groups for x in team_algos(g.algo, g.teams).values()})
+            return f"no group has {what}{value}; present: {', '.join(present)}"
+    differ = {}
+    for ga in (g for g in groups if has(g, a)):
+        for gb in (g for g in groups if has(g, b)):
+            sa, sb = {"task": ga.task, **dict(ga.extra)}, {"task": gb.task, **dict(gb.extra)}
+            if name:
+                sa["algo"], sb["algo"] = ga.algo, gb.algo
+            for k in sorted(set(sa) | set(sb)):
+                if k != name and sa.get(k) != sb.get(k):
+                    differ.setdefault(k, set()).add(f"{sa.get(k)} vs {sb.get(k)}")
+    return (f"every group with {what}{a} differs from every group with {what}{b} in another setting too: "
+            + "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in differ.items()))
+
+
+def comparison_stats(groups: Sequence[Group], pairs: Sequence[str], last: int, reps: int,
+                     unpaired: Optional[list] = None) -> Tuple[list, list]:
     """P(A > B) per comparison, and over all comparisons of each pair (stratified by task and team). A pair
-    ``"A:B"`` compares algorithms; ``"FIELD=A:B"`` compares two values of another setting (``critic=mlp:attention``)."""
+    ``"A:B"`` compares algorithms; ``"FIELD=A:B"`` compares two values of another setting (``critic=mlp:attention``).
+    ``unpaired``: a list that receives ``{"pair", "reason"}`` for each pair that finds no comparison."""
     rows, overall = [], []
     for pair in pairs:
         a, b = pair.split(":")
         name, _, a = a.rpartition("=")
         found = setting_comparisons(groups, name, a, b) if name else comparisons(groups, a, b)
+        if not found and unpaired is not None:
+            unpaired.append({"pair": pair, "reason": why_unpaired(groups, pair)})
         xs, ys = [], []
         for ga, gb, team, kind in found:
             x = np.array([r.score(team, last) for r in ga.runs])
@@ -367,7 +407,8 @@ def _fmt(x: Optional[float]) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def markdown(stats: list, rows: list, overall: list, last: int, reps: int, skipped: List[str]) -> str:
+def markdown(stats: list, rows: list, overall: list, last: int, reps: int, skipped: List[str],
+             unpaired: Sequence[dict] = ()) -> str:
     """The report's tables and footer."""
     which = "last evaluation" if last == 1 else f"mean of the last {last} evaluations"
     out = [f"## Final returns ({which}, deterministic policies)", "",
@@ -385,6 +426,8 @@ def markdown(stats: list, rows: list, overall: list, last: int, reps: int, skipp
         for o in overall:
             value = o.get("note") or f"{o['p']:.2f} [{o['ci'][0]:.2f}, {o['ci'][1]:.2f}]"
             out.append(f"| all ({o['strata']} comparisons) | | {o['a']} vs {o['b']} | | {value} |")
+    for u in unpaired:
+        out += ["", f"No comparison for --compare {u['pair']}: {u['reason']}."]
     n = sorted({len(s["scores"]) for s in stats})
     out += ["", f"Scores: each run's {which} return (team mean reward summed over an episode). IQM: mean of the "
             "middle 50% of runs (scipy's 25%-trimmed mean, as rliable; with 3 runs or fewer it is the mean). "
@@ -401,8 +444,9 @@ def markdown(stats: list, rows: list, overall: list, last: int, reps: int, skipp
 
 
 def build_report(sweep_dir: Path, last: int = 1, pairs: Sequence[str] = ("masac:maddpg",), reps: int = 2000,
-                 include_unfinished: bool = False) -> Tuple[str, dict, List[Group]]:
-    """``(markdown, numbers, groups)`` of the runs below ``sweep_dir``."""
+                 include_unfinished: bool = False, explain: bool = True) -> Tuple[str, dict, List[Group]]:
+    """``(markdown, numbers, groups)`` of the runs below ``sweep_dir``. ``explain``: say why a pair of ``pairs``
+    found no comparison (off for the command line's default pair, which most sweeps of one algorithm lack)."""
     runs = find_runs(sweep_dir)
     skipped = [str(r.path.relative_to(sweep_dir)) for r in runs if not r.finished and not include_unfinished]
     runs = [r for r in runs if r.finished or include_unfinished]
@@ -411,10 +455,13 @@ def build_report(sweep_dir: Path, last: int = 1, pairs: Sequence[str] = ("masac:
                                 "timing.json); --include-unfinished to report runs still training")
     groups = group_runs(runs)
     stats = [s for g in groups for s in group_stats(g, last, reps)]
-    rows, overall = comparison_stats(groups, pairs, last, reps)
+    unpaired = [] if explain else None
+    rows, overall = comparison_stats(groups, pairs, last, reps, unpaired)
     numbers = {"sweep_dir": str(sweep_dir), "score": {"last_evaluations": last}, "reps": reps, "groups": stats,
                "comparisons": rows, "overall": overall, "unfinished_left_out": skipped}
-    return markdown(stats, rows, overall, last, reps, skipped), numbers, groups
+    if unpaired:
+        numbers["unpaired"] = unpaired
+    return markdown(stats, rows, overall, last, reps, skipped, unpaired or ()), numbers, groups
 
 
 # ---------------------------------------------------------------- command line
@@ -450,7 +497,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be a positive int, got {getattr(args, name)}")
     sweep_dir = Path(args.sweep_dir)
     text, numbers, groups = build_report(sweep_dir, args.last, args.compare or ["masac:maddpg"], args.reps,
-                                         args.include_unfinished)
+                                         args.include_unfinished, explain=args.compare is not None)
     print(text)
     (sweep_dir / "report.md").write_text(text + "\n")
     (sweep_dir / "report.json").write_text(json.dumps(_no_nan(numbers), indent=2, allow_nan=False) + "\n")

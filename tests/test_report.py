@@ -251,6 +251,33 @@ def test_compare_two_values_of_another_setting(tmp_path):
         cli.main(["report", str(tmp_path), "--compare", "critic=mlp"])
 
 
+def test_a_compare_that_pairs_nothing_says_why(tmp_path, capsys):
+    """An explicit ``--compare`` that finds no pair of groups is reported with its reason (a value no group has, a
+    field that does not vary, or the other settings that differ alongside), not silently left out; the command
+    line's default pair is not explained (a sweep of one algorithm lacks it)."""
+    for s in range(2):
+        fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [-10.0 + s]}, critic="attention",
+                 common_draws=True)
+        fake_run(tmp_path, "cooperative_navigation", "masac", s, {"all": [-20.0 + s]}, critic="local")
+    pairs = ["critic=attention:local", "critic=mlp:local", "share_params=True:False", "masac:maddpg"]
+    _, numbers, _ = build_report(tmp_path, pairs=pairs, reps=REPS)
+    assert numbers["comparisons"] == []
+    reasons = {u["pair"]: u["reason"] for u in numbers["unpaired"]}
+    assert reasons == {
+        "critic=attention:local": "every group with critic=attention differs from every group with critic=local "
+                                  "in another setting too: common_draws (True vs False)",
+        "critic=mlp:local": "no group has critic=mlp; present: attention, local",
+        "share_params=True:False": "share_params does not vary between these runs; settings that do: "
+                                   "common_draws, critic",
+        "masac:maddpg": "no group has algorithm maddpg; present: masac"}
+    assert cli.main(["report", str(tmp_path), "--no-figure", "--compare", "critic=attention:local"]) == 0
+    assert "No comparison for --compare critic=attention:local: every group" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path), "--no-figure"]) == 0
+    assert "No comparison" not in capsys.readouterr().out
+    paired = build_report(tmp_path, pairs=["critic=attention:local"], reps=REPS, explain=False)[1]
+    assert "unpaired" not in paired
+
+
 def test_a_comparison_folder_of_links_reports_runs_of_several_sweeps(tmp_path):
     """Runs of two sweeps linked into one folder are found through the links (each folder once, a link back
     up the tree does not loop), so ``--compare critic=...`` can pair runs trained in different sweeps."""
