@@ -268,8 +268,12 @@ class AttentionCritics(_Form):
             weights = logits.masked_fill(eye, -math.inf).softmax(-1)
             summary = (weights.unsqueeze(-2) @ values).squeeze(-2)  # [2, M, heads, i, d]
         summary = summary.permute(0, 3, 1, 2, 4).reshape(2, n, R * B, hid)  # [2, n, M, H]
-        x = torch.cat([e_self.view(2, n, R * B, hid), summary], -1).reshape(2 * n, -1, 2 * hid)
-        q = self.head(x).reshape(2 * n, *batch, B)
+        # the head's first layer on [e_i, x_i], written W_e e_i + W_x x_i + b: two products and no [2n, M, 2H]
+        # concatenated copy (in the dtype of --precision)
+        w_h, b_h = self.head.layers[0].params()  # [2n, 2H, H], [2n, 1, H]
+        first = torch.baddbmm(b_h, e_self.reshape(2 * n, -1, hid).to(w_h.dtype), w_h[:, :hid])
+        first = torch.baddbmm(first, summary.reshape(2 * n, -1, hid).to(w_h.dtype), w_h[:, hid:])
+        q = self.head(None, first=first).reshape(2 * n, *batch, B)
         return q[:n], q[n:]
 
     def _common_others(self, slots: torch.Tensor) -> torch.Tensor | None:

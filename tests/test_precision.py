@@ -135,3 +135,21 @@ def test_a_bfloat16_learner_repeats_itself_and_differs_from_float32():
     assert all(abs(first[-1][k] - full[-1][k]) <= 0.05 * abs(full[-1][k]) + 0.05 for k in full[-1])
     assert all(p.dtype == torch.float32 for p in learner.critic.parameters())
     assert all(s["exp_avg"].dtype == torch.float32 for s in learner.optimizers["loss/critic"].state.values())
+
+
+def test_the_attention_critic_computes_its_head_in_bfloat16():
+    """``AttentionCritics(precision="bfloat16")``: the head's hidden layer (written as two products on e_i and the
+    attention summary, without concatenating them) computes in bfloat16 and its output layer in float32: float32
+    Q-values close to the float32 critic's on the same parameters, not equal to them, with float32 gradients."""
+    from pgm_marl.critics import AttentionCritics
+
+    torch.manual_seed(0)
+    low, full = (AttentionCritics((4, 4, 4), [3] * 3, hidden=16, precision=p) for p in ("bfloat16", "float32"))
+    full.load_state_dict(low.state_dict())
+    state = torch.randn(32, 12)
+    joint = torch.nn.functional.one_hot(torch.randint(3, (32, 3)), 3).float().view(32, 9).expand(3, 32, 9)
+    q_low, q_full = torch.cat(low(state, joint)), torch.cat(full(state, joint))
+    assert q_low.dtype == torch.float32 and not torch.equal(q_low, q_full)
+    torch.testing.assert_close(q_low, q_full, atol=0.05, rtol=0.05)
+    q_low.sum().backward()
+    assert low.head.layers[0].weight.grad.dtype == torch.float32
