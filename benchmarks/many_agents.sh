@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Many agents (issue 15, section 5.4): the critic forms (--critic) with and without --share-params, as
 # idempotent `pgm-marl sweep` calls (paper budget: 15000 episodes, section 5.2 defaults, 3 seeds). Rerunning
-# skips finished runs and resumes interrupted ones, so the study can be stopped and continued across sessions.
+# skips finished runs and resumes interrupted ones from their checkpoints, so the study can be stopped and
+# continued on a machine that keeps the working tree. Checkpoints are git-ignored (gigabytes of replay): where a
+# session starts from a fresh clone, an unfinished run restarts at episode 0, so start only runs that end within
+# the session (one thread each, two side by side on 2 cores: N = 24 attention ~1.5 h, N = 24 mean-field/local
+# ~1.7 h with separate networks, predator-prey attention ~1-2.5 h, everything else under an hour; measured times
+# per run in docs/RESULTS.md, "Many agents").
 #
 # Stages (in this order by default; seed 0 of a stage's grid first, a whole picture early):
 #   n3    cooperative navigation, N = 3: attention (per-ego draws, and common draws in n3/common), mean-field,
