@@ -107,29 +107,49 @@ def mean_std(x) -> str:
     return f"{statistics.fmean(x):.2f} ± {statistics.stdev(x):.2f}"
 
 
+#: above this many groups the legend leaves the panels and goes below them, once for the figure
+LEGEND_INSIDE = 6
+
+
+def group_styles(count: int) -> list[dict]:
+    """A distinct (colour, line style) per group: matplotlib's ten colours, then the same colours dashed, dotted
+    and dash-dotted (the baseline's grey dashes stay apart: no group is grey)."""
+    colours = [f"C{k}" for k in range(10) if k != 7]  # C7 is grey, the baseline's colour
+    dashes = ("-", "--", ":", "-.")
+    if count > len(colours) * len(dashes):
+        raise SystemExit(f"{count} groups: at most {len(colours) * len(dashes)} can be told apart in one plot")
+    return [{"color": colours[k % len(colours)], "linestyle": dashes[k // len(colours)]} for k in range(count)]
+
+
 def plot(groups: list, out: Path, team: str | None, baseline: float | None, baseline_label: str,
          title: str | None, axes: tuple[str, ...] = ("episode",)) -> None:
     fig, panels = plt.subplots(1, len(axes), figsize=(7 * len(axes), 4.5), squeeze=False)
+    styles = group_styles(len(groups))
     for ax, axis in zip(panels[0], axes):
-        for g in groups:
+        for g, style in zip(groups, styles):
             mean, std = g["values"].mean(0), g["values"].std(0)
             x = g["x"][axis]
             if np.isnan(x).any():
                 raise SystemExit(f"group {g['label']!r}: a run's metrics.csv has no {axis} column")
-            line, = ax.plot(x, mean, label=f"{g['label']} ({len(g['runs'])} seed{'s' * (len(g['runs']) > 1)})")
+            ax.plot(x, mean, label=f"{g['label']} ({len(g['runs'])} seed{'s' * (len(g['runs']) > 1)})", **style)
             if len(g["runs"]) > 1:
-                ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.2)
         if baseline is not None:
             ax.axhline(baseline, color="gray", linestyle="--", linewidth=1, label=baseline_label)
         ax.set_xlabel(AXES[axis])
         ax.set_ylabel(f"evaluation return{f' ({team})' if team else ''}, mean ± std over seeds")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if len(groups) <= LEGEND_INSIDE:
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if len(groups) > LEGEND_INSIDE:  # one legend under the panels, where it hides no curve
+        handles, labels = panels[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(labels)),
+                   frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
