@@ -112,8 +112,8 @@ LEGEND_INSIDE = 6
 
 
 def group_styles(count: int) -> list[dict]:
-    """A distinct (colour, line style) per group: matplotlib's ten colours, then the same colours dashed, dotted
-    and dash-dotted (the baseline's grey dashes stay apart: no group is grey)."""
+    """A distinct (colour, line style) per group: matplotlib's default colours except grey (nine), solid, then the
+    same nine dashed, dotted and dash-dotted; grey stays the baseline's. More than 36 groups is an error."""
     colours = [f"C{k}" for k in range(10) if k != 7]  # C7 is grey, the baseline's colour
     dashes = ("-", "--", ":", "-.")
     if count > len(colours) * len(dashes):
